@@ -1,0 +1,53 @@
+# The README's commands. Each target creates the environment from the lock
+# file first (once; again when requirements.lock or pyproject.toml change).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Stages call `python`: put the project's environment first on PATH.
+RUN := PATH="$(BIN):$$PATH" TF_CPP_MIN_LOG_LEVEL=2
+UI_PORT ?= 5000
+
+.DEFAULT_GOAL := help
+.PHONY: help venv repro test lint format ui plots lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv from requirements.lock
+
+repro: venv  ## run the pipeline (dvc repro) on params.yaml, then print where to look
+	@test -d .git || { echo "make repro needs a git checkout (DVC tracks it)"; exit 1; }
+	$(RUN) $(BIN)/dvc repro
+	@$(RUN) $(BIN)/python -m captcha_ocr.summary
+
+test: venv  ## run the whole test suite
+	$(RUN) $(BIN)/pytest
+
+lint: venv  ## ruff: lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv  ## ruff: fix what can be fixed, format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+ui: venv  ## MLflow UI on http://127.0.0.1:$(UI_PORT) over the project's store
+	$(RUN) $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+		--host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+plots: venv  ## dvc plots show (writes dvc_plots/index.html)
+	$(RUN) $(BIN)/dvc plots show
+
+lock: venv  ## re-resolve requirements.lock from pyproject.toml
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links -o requirements.lock pyproject.toml
+
+clean:  ## remove the environment and the pipeline's outputs (not the MLflow store)
+	rm -rf $(VENV) data models metrics plots dvc_plots

@@ -1,0 +1,143 @@
+"""The one reader of the TFRecord shards, used by train, evaluate and any later tool.
+
+Parse, decode, resize to the model's input size and normalize, all in parallel
+map calls, with prefetch at the end, so that the input pipeline is never what
+training waits on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import tensorflow as tf
+
+from captcha_ocr.dataset_info import DataInfo
+from captcha_ocr.tfrecords import FEATURES, compression_type
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model takes: image height, width and channels, and label length."""
+
+    height: int
+    width: int
+    channels: int
+    max_length: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+
+def input_spec(info: DataInfo, model_params) -> InputSpec:
+    return InputSpec(
+        height=model_params.input_height or info.image_height,
+        width=model_params.input_width or info.image_width,
+        channels=model_params.channels,
+        max_length=info.max_length,
+    )
+
+
+def shard_paths(tfrecord_dir: Path | str, info: DataInfo, split: str) -> list[str]:
+    if split not in info.splits:
+        raise ValueError(f"split {split!r} is not in the data; it has {sorted(info.splits)}")
+    return [str(Path(tfrecord_dir) / name) for name in info.splits[split].shards]
+
+
+def decode_image(encoded: tf.Tensor, spec: InputSpec) -> tf.Tensor:
+    """Encoded bytes (PNG, JPEG, GIF, BMP) -> uint8 [height, width, channels]."""
+    image = tf.io.decode_image(encoded, channels=spec.channels, expand_animations=False)
+    # Resizing to the size an image already has is the identity (half-pixel
+    # centres), so generated data passes through unchanged.
+    image = tf.image.resize(image, (spec.height, spec.width), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def normalize(image: tf.Tensor) -> tf.Tensor:
+    return tf.cast(image, tf.float32) / 255.0
+
+
+def read_examples(
+    tfrecord_dir: Path | str,
+    info: DataInfo,
+    split: str,
+    spec: InputSpec,
+    *,
+    shuffle_files: bool = False,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Unbatched dicts: image (uint8), label (int32, padded with 0), text, id."""
+    files = tf.data.Dataset.from_tensor_slices(shard_paths(tfrecord_dir, info, split))
+    if shuffle_files:
+        files = files.shuffle(len(info.splits[split].shards), seed=seed)
+    records = files.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type(info.compression)),
+        cycle_length=tf.data.AUTOTUNE,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+    def parse(record: tf.Tensor) -> dict[str, tf.Tensor]:
+        example = tf.io.parse_single_example(record, FEATURES)
+        label = tf.cast(tf.sparse.to_dense(example["label"]), tf.int32)
+        # Pad with 0, the CTC blank: Keras's CTC loss counts the non-zero ids.
+        label = tf.pad(label, [[0, spec.max_length - tf.shape(label)[0]]])
+        label.set_shape([spec.max_length])
+        return {
+            "image": decode_image(example["image"], spec),
+            "label": label,
+            "text": example["text"],
+            "id": example["id"],
+        }
+
+    examples = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    # TFRecord files do not say how many records they hold; data_info.json does.
+    # Knowing it lets Keras size its epochs and progress bar from the start.
+    return examples.apply(tf.data.experimental.assert_cardinality(info.counts[split]))
+
+
+def training_dataset(
+    tfrecord_dir: Path | str,
+    info: DataInfo,
+    split: str,
+    spec: InputSpec,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int | None = None,
+    shuffle_buffer: int = 10_000,
+    cache: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (float image in [0, 1], padded label ids) for `Model.fit`."""
+    examples = read_examples(tfrecord_dir, info, split, spec, shuffle_files=shuffle, seed=seed)
+    pairs = examples.map(
+        lambda example: (example["image"], example["label"]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if cache:
+        # uint8 after decode: 60x160 grayscale is 9.6 kB an image, and decoding
+        # is then paid once instead of every epoch.
+        pairs = pairs.cache()
+    if shuffle:
+        pairs = pairs.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    pairs = pairs.batch(batch_size).map(
+        lambda images, labels: (normalize(images), labels),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return pairs.prefetch(tf.data.AUTOTUNE)
+
+
+def inference_dataset(
+    tfrecord_dir: Path | str, info: DataInfo, split: str, spec: InputSpec, *, batch_size: int
+) -> tf.data.Dataset:
+    """Batches of dicts (normalized image, label, text, id) in file order, for evaluation."""
+    examples = read_examples(tfrecord_dir, info, split, spec)
+    return (
+        examples.batch(batch_size)
+        .map(
+            lambda batch: {**batch, "image": normalize(batch["image"])},
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )

@@ -1,0 +1,95 @@
+"""The description that travels with a dataset: charset, label lengths, image size.
+
+The raw folder carries dataset.json (written by generate, or by an import);
+the TFRecord folder carries data_info.json, the same fields plus the schema
+version, the shards and a content hash per split. Train and evaluate read the
+charset from data_info.json and nowhere else, so training and inference
+cannot disagree about it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from captcha_ocr.atomic import write_json
+from captcha_ocr.charsets import Charset
+
+RAW_INFO = "dataset.json"
+DATA_INFO = "data_info.json"
+# Bump when the TFRecord feature layout changes; readers refuse other versions.
+SCHEMA_VERSION = 1
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RawInfo(Frozen):
+    """What generate (or an import) promises about data/raw."""
+
+    source: str
+    charset: str
+    min_length: int
+    max_length: int
+    image_width: int
+    image_height: int
+    counts: dict[str, int]
+
+    @property
+    def fixed_length(self) -> bool:
+        return self.min_length == self.max_length
+
+
+class SplitInfo(Frozen):
+    shards: list[str]
+    sha256: str = Field(description="hash of the split's shards, in order")
+
+
+class DataInfo(RawInfo):
+    """What tfrecord-convert promises about data/tfrecords."""
+
+    schema_version: int
+    compression: str
+    splits: dict[str, SplitInfo]
+
+    def charset_map(self) -> Charset:
+        return Charset(self.charset)
+
+    def content_hash(self) -> str:
+        """One hash for all splits: which data a run saw, exactly."""
+        digest = hashlib.sha256()
+        for split in sorted(self.splits):
+            digest.update(f"{split}:{self.splits[split].sha256};".encode())
+        return digest.hexdigest()
+
+
+def write_raw_info(raw_dir: Path, info: RawInfo) -> None:
+    write_json(raw_dir / RAW_INFO, info.model_dump())
+
+
+def read_raw_info(raw_dir: Path | str) -> RawInfo:
+    return RawInfo.model_validate(_read(Path(raw_dir) / RAW_INFO))
+
+
+def read_data_info(tfrecord_dir: Path | str) -> DataInfo:
+    path = Path(tfrecord_dir) / DATA_INFO
+    raw = _read(path)
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: TFRecord schema version {version}, this code reads version "
+            f"{SCHEMA_VERSION}; rerun the tfrecord-convert stage (dvc repro)"
+        )
+    return DataInfo.model_validate(raw)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing; run the stage that writes it") from None

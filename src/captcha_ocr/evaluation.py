@@ -1,0 +1,183 @@
+"""The evaluate stage: read the test split with the trained model, score it, log it.
+
+Writes metrics for `dvc metrics`, tables for `dvc plots`, and logs the same
+figures into the MLflow run that train started, then ends that run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from captcha_ocr import plots, tracking
+from captcha_ocr.atomic import atomic_file, write_json
+from captcha_ocr.data import InputSpec, inference_dataset
+from captcha_ocr.dataset_info import read_data_info
+from captcha_ocr.metrics import MISSING, Evaluation, evaluate_texts
+from captcha_ocr.params import Params
+from captcha_ocr.prediction import predict_batches
+from captcha_ocr.training import MODEL_FILE
+
+NONE_SYMBOL = "∅"  # how tables show the missing side of an insertion or deletion
+
+
+@dataclass(frozen=True)
+class EvaluateOutputs:
+    """Where the evaluate stage writes; dvc.yaml names these paths."""
+
+    metrics: Path  # JSON for `dvc metrics`
+    plots_dir: Path  # CSV tables and PNG images for `dvc plots`
+
+
+def model_input_spec(model: keras.Model, max_length: int) -> InputSpec:
+    """The input size the model was built for, so evaluation always matches training."""
+    _, height, width, channels = model.input_shape
+    return InputSpec(height=height, width=width, channels=channels, max_length=max_length)
+
+
+def metric_key(prefix: str, symbol: str) -> str:
+    """An MLflow-safe metric name for a symbol: `errors/A`, or `errors/U+0040` for '@'."""
+    if re.fullmatch(r"[A-Za-z0-9_\-.]", symbol):
+        return f"{prefix}/{symbol}"
+    return f"{prefix}/U+{ord(symbol):04X}"
+
+
+def metrics_payload(evaluation: Evaluation) -> dict[str, Any]:
+    """evaluate.json: the summary and errors per true character (NaN as null)."""
+    summary = {
+        key: (None if isinstance(value, float) and value != value else value)
+        for key, value in evaluation.summary.items()
+    }
+    return {**summary, "char_errors": evaluation.per_char["errors"].astype(int).to_dict()}
+
+
+def write_plot_tables(evaluation: Evaluation, plots_dir: Path) -> dict[str, Path]:
+    """Tables for `dvc plots` (CSV) and images (PNG); returns them by name."""
+    files = {
+        "char_errors": plots_dir / "char_errors.csv",
+        "confusions": plots_dir / "confusions.csv",
+        "misreads": plots_dir / "misreads.csv",
+        "predictions": plots_dir / "predictions.csv",
+        "char_errors_png": plots_dir / "char_errors.png",
+    }
+    confusions = evaluation.confusions.replace({MISSING: NONE_SYMBOL})
+    # DVC's confusion template counts rows: one row per misread character.
+    misreads = confusions.loc[confusions.index.repeat(confusions["count"]), ["actual", "predicted"]]
+    for name, frame in (
+        ("char_errors", evaluation.per_char.reset_index()),
+        ("confusions", confusions),
+        ("misreads", misreads),
+        ("predictions", evaluation.samples),
+    ):
+        with atomic_file(files[name], "w", encoding="utf-8", newline="") as stream:
+            frame.to_csv(stream, index=False)
+    plots.char_errors(evaluation.per_char, files["char_errors_png"])
+    return files
+
+
+def evaluate(
+    params: Params, tfrecord_dir: Path | str, model_dir: Path | str, outputs: EvaluateOutputs
+) -> dict[str, Any]:
+    import mlflow
+
+    tfrecord_dir, model_dir = Path(tfrecord_dir), Path(model_dir)
+    info = read_data_info(tfrecord_dir)
+    reference = tracking.read_run_reference(model_dir / tracking.RUN_FILE)
+    experiment_id = tracking.configure(params.mlflow)
+    evaluate_params = {f"evaluate.{k}": v for k, v in params.evaluate.model_dump().items()}
+    train_run = _find_run(reference["run_id"])
+    reopen = train_run is not None and _params_agree(train_run.data.params, evaluate_params)
+    if not reopen:
+        # MLflow params are immutable: an evaluation with other settings (or of a
+        # run this store has never seen) gets a run of its own, linked to train's.
+        print(f"evaluate: logging to a new run, linked to train run {reference['run_id']}")
+    with tracking.run_context(
+        experiment_id,
+        run_id=reference["run_id"] if reopen else None,
+        run_name=None if reopen else tracking.run_name(),
+    ):
+        model = keras.models.load_model(model_dir / MODEL_FILE)
+        spec = model_input_spec(model, info.max_length)
+        batches = inference_dataset(
+            tfrecord_dir, info, "test", spec, batch_size=params.evaluate.batch_size
+        )
+        predictions = predict_batches(
+            model, batches, info.charset_map(), params.evaluate.decoder, params.evaluate.beam_width
+        )
+        evaluation = evaluate_texts(
+            predictions.truths,
+            predictions.texts,
+            predictions.confidence,
+            charset=info.charset,
+            ids=predictions.ids,
+        )
+
+        payload = metrics_payload(evaluation)
+        write_json(outputs.metrics, payload)
+        files = write_plot_tables(evaluation, outputs.plots_dir)
+
+        if not reopen:
+            mlflow.set_tag(tracking.TAG_TRAIN_RUN, reference["run_id"])
+            if train_run is not None:
+                mlflow.log_params(_without_evaluate(train_run.data.params))
+                mlflow.set_tags(_user_tags(train_run.data.tags))
+        mlflow.set_tag(tracking.TAG_PIPELINE_STAGE, "evaluate")
+        mlflow.log_params(evaluate_params)
+        mlflow.log_metrics(
+            tracking.finite_metrics({f"test/{k}": v for k, v in evaluation.summary.items()})
+        )
+        mlflow.log_metrics(
+            {metric_key("errors", char): float(n) for char, n in payload["char_errors"].items()}
+        )
+        mlflow.log_artifact(str(outputs.metrics), artifact_path="evaluate")
+        for name in ("char_errors", "confusions", "predictions"):
+            mlflow.log_artifact(str(files[name]), artifact_path="evaluate")
+        mlflow.log_artifact(str(files["char_errors_png"]), artifact_path="plots")
+    _print_summary(evaluation)
+    return payload
+
+
+def _find_run(run_id: str) -> Any | None:
+    import mlflow
+
+    try:
+        return mlflow.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def _params_agree(logged: dict[str, str], wanted: dict[str, Any]) -> bool:
+    """True when no param in `wanted` was logged with another value."""
+    return all(logged.get(key, str(value)) == str(value) for key, value in wanted.items())
+
+
+def _without_evaluate(logged: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in logged.items() if not key.startswith("evaluate.")}
+
+
+def _user_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The train run's own tags, without MLflow's per-run ones (name, user, source)."""
+    return {
+        key: value
+        for key, value in tags.items()
+        if not key.startswith("mlflow.") or key == tracking.TAG_GIT_COMMIT
+    }
+
+
+def _print_summary(evaluation: Evaluation) -> None:
+    summary = evaluation.summary
+    top = evaluation.confusions.head(5)
+    pairs = ", ".join(
+        f"{row.actual or NONE_SYMBOL}->{row.predicted or NONE_SYMBOL} x{row.count}"
+        for row in top.itertuples()
+    )
+    print(
+        f"evaluate: {summary['n_test']} test captchas: sequence accuracy "
+        f"{summary['sequence_accuracy']:.4f}, character accuracy "
+        f"{summary['character_accuracy']:.4f}, CER {summary['character_error_rate']:.4f}"
+        + (f"; top confusions: {pairs}" if pairs else "")
+    )

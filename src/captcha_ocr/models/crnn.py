@@ -1,0 +1,71 @@
+"""CRNN with CTC: conv blocks, the feature map read left to right, bidirectional RNNs.
+
+The output is logits over the charset plus the CTC blank (index 0) at every
+time step; `keras.losses.CTC` trains it on labels padded with 0, so one model
+reads captchas of any length up to what its time steps allow.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from captcha_ocr.data import InputSpec
+from captcha_ocr.params import CRNNParams
+
+
+def time_steps(spec: InputSpec, params: CRNNParams) -> int:
+    steps = spec.width
+    for pool_width in params.pool_widths:
+        steps //= pool_width
+    return steps
+
+
+def check_fits(spec: InputSpec, params: CRNNParams) -> None:
+    """Refuse a shape CTC cannot train: a repeated character needs a blank between
+    its copies, so L characters need up to 2L + 1 time steps."""
+    needed = 2 * spec.max_length + 1
+    steps = time_steps(spec, params)
+    if steps < needed:
+        raise ValueError(
+            f"model.crnn_ctc.pool_widths: {list(params.pool_widths)} leaves {steps} time steps "
+            f"for input width {spec.width}, but labels of {spec.max_length} characters need "
+            f"at least {needed}; pool less along the width or widen the input"
+        )
+    if spec.height >> len(params.conv_filters) < 1:
+        raise ValueError(
+            f"model.crnn_ctc.conv_filters: {len(params.conv_filters)} blocks each halve the "
+            f"height, too many for input height {spec.height}"
+        )
+
+
+def build_crnn(spec: InputSpec, params: CRNNParams, num_classes: int) -> keras.Model:
+    """num_classes counts the blank: len(charset) + 1."""
+    check_fits(spec, params)
+    inputs = keras.Input(shape=spec.shape, name="image")
+    x = inputs
+    for block, (filters, pool_width) in enumerate(
+        zip(params.conv_filters, params.pool_widths, strict=True)
+    ):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}")(x)
+        x = layers.BatchNormalization(name=f"bn{block}")(x)
+        x = layers.ReLU(name=f"relu{block}")(x)
+        # Always halve the height; halve the width only where pool_widths says,
+        # so that enough time steps remain for CTC.
+        x = layers.MaxPool2D(pool_size=(2, pool_width), name=f"pool{block}")(x)
+
+    _, height, width, channels = x.shape
+    # (batch, height, width, channels) -> (batch, width, height * channels):
+    # each column of the feature map becomes one time step.
+    x = layers.Permute((2, 1, 3), name="columns_first")(x)
+    x = layers.Reshape((width, height * channels), name="sequence")(x)
+    x = layers.Dense(params.dense_units, activation="relu", name="project")(x)
+    x = layers.Dropout(params.dropout, name="dropout_project")(x)
+    recurrent = {"gru": layers.GRU, "lstm": layers.LSTM}[params.rnn]
+    for index, units in enumerate(params.rnn_units):
+        x = layers.Bidirectional(
+            recurrent(units, return_sequences=True), name=f"bi{params.rnn}{index}"
+        )(x)
+    x = layers.Dropout(params.dropout, name="dropout_rnn")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name="crnn_ctc")

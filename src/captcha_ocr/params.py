@@ -1,0 +1,228 @@
+"""The one schema for params.yaml: typed, frozen, validated once when loaded.
+
+Every stage calls `load_params` before doing any work, so a misspelt key or an
+out-of-range value stops the pipeline at once with the dotted key as written in
+params.yaml (`train.learning_rate: Input should be greater than 0`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from captcha_ocr import charsets
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable, or does not match the schema."""
+
+
+class Section(BaseModel):
+    # frozen: a stage cannot quietly change a knob after it was logged.
+    # extra="forbid": a typo is an error, not a silently ignored key.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SplitCounts(Section):
+    train: int = Field(20_000, ge=1)
+    val: int = Field(2_000, ge=1)
+    test: int = Field(5_000, ge=1)
+
+
+class DataParams(Section):
+    seed: int = 42
+    charset: str = Field(
+        "digits_upper",
+        description=f"a preset ({', '.join(charsets.PRESETS)}) or `custom`",
+    )
+    custom_charset: str | None = Field(
+        None, description="the symbols themselves, used when charset is `custom`"
+    )
+    min_length: int = Field(4, ge=1, le=32)
+    max_length: int = Field(4, ge=1, le=32)
+    image_width: int = Field(160, ge=16, le=1024)
+    image_height: int = Field(60, ge=16, le=512)
+    splits: SplitCounts = SplitCounts()
+    workers: int = Field(0, ge=0, description="processes for generation; 0 = all cores")
+
+    @model_validator(mode="after")
+    def _check(self) -> DataParams:
+        if self.max_length < self.min_length:
+            raise ValueError(f"max_length: must be >= min_length ({self.min_length})")
+        try:
+            charsets.resolve(self.charset, self.custom_charset)
+        except ValueError as error:
+            field = "custom_charset" if self.charset == charsets.CUSTOM else "charset"
+            raise ValueError(f"{field}: {error}") from None
+        return self
+
+    @property
+    def symbols(self) -> str:
+        return charsets.resolve(self.charset, self.custom_charset)
+
+
+class TFRecordParams(Section):
+    shard_size: int = Field(5_000, ge=1, description="examples per shard")
+    compression: Literal["none", "gzip"] = "none"
+
+
+class CRNNParams(Section):
+    """Conv blocks read left to right as a sequence, then bidirectional RNNs and CTC."""
+
+    conv_filters: tuple[int, ...] = (32, 64, 96, 128)
+    # Pooling along the width sets the number of CTC time steps; see models/crnn.py.
+    pool_widths: tuple[int, ...] = (2, 2, 1, 1)
+    rnn: Literal["gru", "lstm"] = "gru"
+    rnn_units: tuple[int, ...] = (128, 64)
+    dense_units: int = Field(64, ge=1)
+    dropout: float = Field(0.25, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> CRNNParams:
+        if not self.conv_filters or any(filters < 1 for filters in self.conv_filters):
+            raise ValueError("conv_filters: needs at least one entry, each >= 1")
+        if len(self.pool_widths) != len(self.conv_filters):
+            raise ValueError("pool_widths: needs one entry per conv_filters entry")
+        if any(width not in (1, 2) for width in self.pool_widths):
+            raise ValueError("pool_widths: entries must be 1 or 2")
+        if not self.rnn_units or any(units < 1 for units in self.rnn_units):
+            raise ValueError("rnn_units: needs at least one entry, each >= 1")
+        return self
+
+
+class ModelParams(Section):
+    arch: Literal["crnn_ctc"] = "crnn_ctc"
+    # The input every architecture sees; images are resized to it when read.
+    input_width: int | None = Field(None, ge=16, description="None: the data's width")
+    input_height: int | None = Field(None, ge=16, description="None: the data's height")
+    channels: Literal[1, 3] = Field(1, description="1 = grayscale")
+    crnn_ctc: CRNNParams = CRNNParams()
+
+
+class EarlyStoppingParams(Section):
+    enabled: bool = True
+    monitor: str = "val_loss"
+    patience: int = Field(5, ge=0)
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best_weights: bool = True
+
+
+class ReduceLROnPlateauParams(Section):
+    enabled: bool = True
+    monitor: str = "val_loss"
+    factor: float = Field(0.5, gt=0.0, lt=1.0)
+    patience: int = Field(2, ge=0)
+    min_lr: float = Field(1.0e-5, ge=0.0)
+
+
+class CheckpointParams(Section):
+    monitor: str = "val_loss"
+
+
+class TrainParams(Section):
+    seed: int = 1234
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(1.0e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
+    weight_decay: float = Field(0.0, ge=0.0, description="adamw only")
+    clipnorm: float | None = Field(None, gt=0.0)
+    shuffle_buffer: int = Field(10_000, ge=1)
+    cache: bool = Field(True, description="keep decoded images in memory after epoch 1")
+    early_stopping: EarlyStoppingParams = EarlyStoppingParams()
+    reduce_lr: ReduceLROnPlateauParams = ReduceLROnPlateauParams()
+    checkpoint: CheckpointParams = CheckpointParams()
+
+
+class EvaluateParams(Section):
+    batch_size: int = Field(256, ge=1)
+    decoder: Literal["greedy", "beam_search"] = "greedy"
+    beam_width: int = Field(10, ge=1)
+
+
+class MLflowParams(Section):
+    tracking_uri: str | None = Field(
+        None,
+        description="None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db",
+    )
+    experiment_name: str = Field("captcha-ocr", min_length=1)
+    log_model: bool = True
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    tfrecord: TFRecordParams = TFRecordParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    mlflow: MLflowParams = MLflowParams()
+
+
+_FIELD_MESSAGE = re.compile(r"^(?P<field>[a-z_]+): (?P<message>.*)$", re.DOTALL)
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for detail in error.errors():
+        # loc holds the path as written in params.yaml.
+        parts = [str(part) for part in detail["loc"]]
+        message = detail["msg"].removeprefix("Value error, ")
+        # A check across fields runs on the section; its message starts with
+        # the field it blames, which completes the dotted key.
+        if match := _FIELD_MESSAGE.match(message):
+            parts.append(match["field"])
+            message = match["message"]
+        lines.append(f"{'.'.join(parts) or '<top level>'}: {message}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
+    """Validate a params mapping; raise ParamsError naming every bad dotted key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(f"invalid {source}:\n{_format_errors(error)}") from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such params file") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    return parse_params(raw, source=str(path))
+
+
+def load_params_or_exit(path: Path | str = "params.yaml") -> Params:
+    """For stage entry points: a bad params file ends the process with the message
+    alone, before any work, instead of a traceback."""
+    try:
+        return load_params(path)
+    except ParamsError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def flatten(params: Params) -> dict[str, Any]:
+    """`section.key` -> value, the form MLflow params and `dvc exp run -S` use."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        else:
+            flat[prefix] = list(value) if isinstance(value, tuple) else value
+
+    walk("", params.model_dump())
+    return flat

@@ -1,0 +1,54 @@
+"""Run a model over batches of images and read out texts with a confidence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from captcha_ocr.charsets import Charset
+from captcha_ocr.decoding import decode
+
+
+@dataclass(frozen=True)
+class Predictions:
+    texts: list[str]
+    confidence: np.ndarray
+    truths: list[str]  # from the labels that came with the images
+    ids: list[str]
+
+
+def predict_logits(model: keras.Model, images: tf.Tensor | np.ndarray) -> np.ndarray:
+    # predict_on_batch reuses one compiled predict function across calls,
+    # unlike an eager model(images) or a fresh model.predict per batch.
+    return np.asarray(model.predict_on_batch(images))
+
+
+def predict_batches(
+    model: keras.Model,
+    batches: Iterable[dict[str, tf.Tensor]],
+    charset: Charset,
+    decoder: str = "greedy",
+    beam_width: int = 10,
+) -> Predictions:
+    """Batches of dicts with `image` and `label` (ids), plus optional `id`."""
+    texts: list[str] = []
+    truths: list[str] = []
+    ids: list[str] = []
+    confidences: list[np.ndarray] = []
+    for batch in batches:
+        decoded = decode(predict_logits(model, batch["image"]), decoder, beam_width)
+        texts.extend(charset.decode(row) for row in decoded.ids)
+        truths.extend(charset.decode(row) for row in batch["label"].numpy())
+        confidences.append(decoded.confidence)
+        if "id" in batch:
+            ids.extend(value.decode("utf-8") for value in batch["id"].numpy())
+    return Predictions(
+        texts=texts,
+        confidence=np.concatenate(confidences) if confidences else np.zeros(0),
+        truths=truths,
+        ids=ids,
+    )

@@ -1,0 +1,343 @@
+"""Train a model on the TFRecord shards, with its callbacks, inside one MLflow run."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from captcha_ocr import plots, tracking
+from captcha_ocr.atomic import atomic_dir, atomic_file, write_json
+from captcha_ocr.callbacks import EpochStats, MlflowEpochLogger, SequenceAccuracy
+from captcha_ocr.charsets import Charset
+from captcha_ocr.data import InputSpec, inference_dataset, input_spec, training_dataset
+from captcha_ocr.dataset_info import DataInfo, read_data_info
+from captcha_ocr.models import build_model
+from captcha_ocr.params import Params, TrainParams, flatten
+from captcha_ocr.progress import interactive
+
+MODEL_FILE = "model.keras"
+CSV_LOG = "training_log.csv"
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    """Where the train stage writes; dvc.yaml names these paths."""
+
+    model_dir: Path  # model.keras (the best epoch), mlflow_run.json, training_log.csv
+    metrics: Path  # JSON for `dvc metrics`
+    history: Path  # CSV for `dvc plots`, one row per epoch
+
+
+def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
+    common: dict[str, Any] = {"learning_rate": params.learning_rate}
+    if params.clipnorm is not None:
+        common["clipnorm"] = params.clipnorm
+    if params.optimizer == "adam":
+        return keras.optimizers.Adam(**common)
+    if params.optimizer == "adamw":
+        return keras.optimizers.AdamW(weight_decay=params.weight_decay, **common)
+    if params.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=params.momentum, nesterov=True, **common)
+    return keras.optimizers.RMSprop(**common)
+
+
+def monitor_mode(monitor: str) -> str:
+    """'max' for accuracies, 'min' for losses and error rates; set explicitly on
+    every callback so that they all agree on what "better" means."""
+    return "max" if "acc" in monitor else "min"
+
+
+def compile_model(model: keras.Model, params: TrainParams) -> None:
+    model.compile(optimizer=make_optimizer(params), loss=keras.losses.CTC())
+
+
+def make_callbacks(
+    params: TrainParams,
+    val_batches: Any,
+    charset: Charset,
+    checkpoint_path: Path,
+    csv_log_path: Path,
+    samples_per_epoch: int,
+) -> dict[str, keras.callbacks.Callback]:
+    """The callbacks in the order Keras must run them (see callbacks.py)."""
+    callbacks: dict[str, keras.callbacks.Callback] = {
+        "sequence_accuracy": SequenceAccuracy(val_batches, charset),
+        "epoch_stats": EpochStats(samples_per_epoch),
+        "terminate_on_nan": keras.callbacks.TerminateOnNaN(),
+    }
+    stopping = params.early_stopping
+    if stopping.enabled:
+        callbacks["early_stopping"] = keras.callbacks.EarlyStopping(
+            monitor=stopping.monitor,
+            mode=monitor_mode(stopping.monitor),
+            patience=stopping.patience,
+            min_delta=stopping.min_delta,
+            restore_best_weights=stopping.restore_best_weights,
+            verbose=1,
+        )
+    reduce = params.reduce_lr
+    if reduce.enabled:
+        callbacks["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
+            monitor=reduce.monitor,
+            mode=monitor_mode(reduce.monitor),
+            factor=reduce.factor,
+            patience=reduce.patience,
+            min_lr=reduce.min_lr,
+            verbose=1,
+        )
+    callbacks["checkpoint"] = keras.callbacks.ModelCheckpoint(
+        str(checkpoint_path),
+        monitor=params.checkpoint.monitor,
+        mode=monitor_mode(params.checkpoint.monitor),
+        save_best_only=True,
+        verbose=0,
+    )
+    callbacks["csv_logger"] = keras.callbacks.CSVLogger(str(csv_log_path))
+    callbacks["mlflow"] = MlflowEpochLogger()
+    return callbacks
+
+
+def summarize_callbacks(
+    params: TrainParams,
+    history: pd.DataFrame,
+    callbacks: dict[str, keras.callbacks.Callback],
+    final_learning_rate: float,
+) -> dict[str, Any]:
+    """What each callback did, from the history and the callbacks' own state."""
+    summary: dict[str, Any] = {"epochs_run": len(history)}
+
+    monitor = params.checkpoint.monitor
+    if monitor in history and history[monitor].notna().any():
+        values = history[monitor].to_numpy(dtype=float)
+        best = int(np.nanargmax(values) if monitor_mode(monitor) == "max" else np.nanargmin(values))
+        summary["checkpoint"] = {
+            "monitor": monitor,
+            "best_epoch": int(history["epoch"].iloc[best]),
+            "best_value": float(values[best]),
+            "file": MODEL_FILE,
+        }
+
+    stopping = callbacks.get("early_stopping")
+    if stopping is not None:
+        summary["early_stopping"] = {
+            "monitor": params.early_stopping.monitor,
+            "stopped_early": bool(stopping.stopped_epoch > 0),
+            # Keras counts from 0; everything we log counts epochs from 1.
+            "stopped_epoch": int(stopping.stopped_epoch + 1) if stopping.stopped_epoch else None,
+            "best_epoch": int(stopping.best_epoch + 1),
+            "restored_best_weights": params.early_stopping.restore_best_weights,
+        }
+
+    if "reduce_lr" in callbacks:
+        # Rates in effect during each epoch, then the rate after the last one:
+        # a drop between two of them is a reduction at the end of that epoch.
+        rates = [*history["learning_rate"].tolist(), final_learning_rate]
+        reductions = [
+            {"after_epoch": int(history["epoch"].iloc[index]), "from": before, "to": after}
+            for index, (before, after) in enumerate(itertools.pairwise(rates))
+            if after < before * (1 - 1e-6)
+        ]
+        summary["reduce_lr"] = {"monitor": params.reduce_lr.monitor, "reductions": reductions}
+    summary["final_learning_rate"] = final_learning_rate
+    return summary
+
+
+@dataclass
+class FitResult:
+    model: keras.Model  # the best epoch's model, reloaded from its checkpoint
+    history: pd.DataFrame  # one row per epoch, epoch counted from 1
+    callbacks: dict[str, Any]  # summarize_callbacks
+    seconds: float
+
+
+def fit(
+    model: keras.Model,
+    params: TrainParams,
+    tfrecord_dir: Path,
+    info: DataInfo,
+    spec: InputSpec,
+    work_dir: Path,
+) -> FitResult:
+    """Fit with every callback; the model file ends as the best epoch's model."""
+    charset = info.charset_map()
+    train_batches = training_dataset(
+        tfrecord_dir,
+        info,
+        "train",
+        spec,
+        batch_size=params.batch_size,
+        shuffle=True,
+        seed=params.seed,
+        shuffle_buffer=params.shuffle_buffer,
+        cache=params.cache,
+    )
+    val_batches = training_dataset(
+        tfrecord_dir,
+        info,
+        "val",
+        spec,
+        batch_size=params.batch_size,
+        shuffle=False,
+        cache=params.cache,
+    )
+    val_inference = inference_dataset(tfrecord_dir, info, "val", spec, batch_size=256)
+    checkpoint = work_dir / MODEL_FILE
+    callbacks = make_callbacks(
+        params, val_inference, charset, checkpoint, work_dir / CSV_LOG, info.counts["train"]
+    )
+    compile_model(model, params)
+    started = time.perf_counter()
+    keras_history = model.fit(
+        train_batches,
+        validation_data=val_batches,
+        epochs=params.epochs,
+        shuffle=False,  # the tf.data pipeline shuffles
+        callbacks=list(callbacks.values()),
+        verbose="auto" if interactive() else 2,
+    )
+    seconds = time.perf_counter() - started
+    history = pd.DataFrame(keras_history.history)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    if not checkpoint.exists():
+        raise RuntimeError(
+            f"no checkpoint was written: train.checkpoint.monitor "
+            f"({params.checkpoint.monitor}) was never a finite number; see {work_dir / CSV_LOG}"
+        )
+    final_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    summary = summarize_callbacks(params, history, callbacks, final_rate)
+    best_model = keras.models.load_model(checkpoint)
+    return FitResult(model=best_model, history=history, callbacks=summary, seconds=seconds)
+
+
+def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> dict[str, Any]:
+    """The train stage: fit, then write the model, metrics and history, all logged to MLflow."""
+    import mlflow
+
+    tfrecord_dir = Path(tfrecord_dir)
+    info = read_data_info(tfrecord_dir)
+    spec = input_spec(info, params.model)
+    keras.utils.set_random_seed(params.train.seed)
+    model = build_model(params.model, spec, num_symbols=len(info.charset))
+
+    experiment_id = tracking.configure(params.mlflow)
+    with (
+        atomic_dir(outputs.model_dir) as work_dir,
+        tracking.run_context(experiment_id, run_name=tracking.run_name()) as run,
+    ):
+        mlflow.set_tags(
+            {
+                **tracking.run_tags(info.content_hash(), params.model.arch),
+                tracking.TAG_PIPELINE_STAGE: "train",
+            }
+        )
+        # evaluate.* params are logged by the evaluate stage, which may change
+        # them without retraining (MLflow params cannot change once logged).
+        mlflow.log_params(
+            {k: v for k, v in flatten(params).items() if not k.startswith("evaluate.")}
+        )
+        mlflow.log_params(data_params(info))
+        mlflow.log_param("model.parameters", model.count_params())
+
+        result = fit(model, params.train, tfrecord_dir, info, spec, work_dir)
+
+        metrics = train_metrics(result, info)
+        mlflow.log_metrics(tracking.finite_metrics(metrics))
+        mlflow.log_metrics(callback_metrics(result.callbacks))
+        mlflow.log_dict(result.callbacks, "callbacks.json")
+        mlflow.log_artifact(str(work_dir / CSV_LOG))
+        plots.training_curves(result.history, work_dir / "training_curves.png")
+        mlflow.log_artifact(str(work_dir / "training_curves.png"), artifact_path="plots")
+        if params.mlflow.log_model:
+            example = next(iter(inference_dataset(tfrecord_dir, info, "val", spec, batch_size=1)))
+            log_keras_model(result.model, example["image"].numpy())
+
+        write_json(outputs.metrics, {**metrics, "callbacks": result.callbacks})
+        with atomic_file(outputs.history, "w", encoding="utf-8", newline="") as stream:
+            result.history.to_csv(stream, index=False)
+        tracking.write_run_reference(work_dir / tracking.RUN_FILE, run, mlflow.get_tracking_uri())
+    _print_summary(metrics, result.callbacks)
+    return metrics
+
+
+def data_params(info: DataInfo) -> dict[str, Any]:
+    """What the model was trained on, as read from data_info.json."""
+    return {
+        "data_info.charset": info.charset,
+        "data_info.num_symbols": len(info.charset),
+        "data_info.length": (
+            str(info.min_length) if info.fixed_length else f"{info.min_length}-{info.max_length}"
+        ),
+        "data_info.image_size": f"{info.image_width}x{info.image_height}",
+        **{f"data_info.n_{split}": count for split, count in info.counts.items()},
+    }
+
+
+def train_metrics(result: FitResult, info: DataInfo) -> dict[str, Any]:
+    history = result.history
+    best_epoch = result.callbacks.get("checkpoint", {}).get("best_epoch", len(history))
+    best = history[history["epoch"] == best_epoch].iloc[0]
+    samples = info.counts["train"] * len(history)
+    return {
+        "best_epoch": int(best_epoch),
+        "epochs_run": len(history),
+        "best_val_loss": float(best.get("val_loss", np.nan)),
+        "best_val_sequence_accuracy": float(best.get("val_sequence_accuracy", np.nan)),
+        "train_seconds": round(result.seconds, 2),
+        "train_samples_per_second": round(float(history["train_samples_per_second"].median()), 1),
+        "samples_seen": int(samples),
+    }
+
+
+def callback_metrics(callbacks: dict[str, Any]) -> dict[str, float]:
+    """What the callbacks did, as metrics one can sort and compare runs by."""
+    metrics: dict[str, float] = {"callbacks/final_learning_rate": callbacks["final_learning_rate"]}
+    if "checkpoint" in callbacks:
+        metrics["callbacks/checkpoint_best_epoch"] = callbacks["checkpoint"]["best_epoch"]
+    if "early_stopping" in callbacks:
+        stopping = callbacks["early_stopping"]
+        metrics["callbacks/early_stopping_best_epoch"] = stopping["best_epoch"]
+        metrics["callbacks/stopped_epoch"] = stopping["stopped_epoch"] or 0
+    if "reduce_lr" in callbacks:
+        metrics["callbacks/lr_reductions"] = len(callbacks["reduce_lr"]["reductions"])
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def log_keras_model(model: keras.Model, example_images: np.ndarray) -> None:
+    """The model with its signature: an image batch in, per-step logits out.
+
+    No input_example: mlflow.keras.save_model (3.17) writes it before creating
+    the model folder and fails with FileNotFoundError.
+    """
+    import mlflow
+    import tensorflow as tf
+
+    signature = mlflow.models.infer_signature(
+        example_images, model.predict_on_batch(example_images)
+    )
+    mlflow.keras.log_model(
+        model,
+        name="model",
+        signature=signature,
+        # Listing the requirements skips MLflow's inference of them (~6 s).
+        pip_requirements=[f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}"],
+    )
+
+
+def _print_summary(metrics: dict[str, Any], callbacks: dict[str, Any]) -> None:
+    stopping = callbacks.get("early_stopping", {})
+    reductions = callbacks.get("reduce_lr", {}).get("reductions", [])
+    print(
+        f"train: {metrics['epochs_run']} epochs in {metrics['train_seconds']:.0f} s "
+        f"({metrics['train_samples_per_second']:.0f} samples/s); best epoch "
+        f"{metrics['best_epoch']}: val_loss {metrics['best_val_loss']:.4f}, "
+        f"val sequence accuracy {metrics['best_val_sequence_accuracy']:.4f}; "
+        f"stopped early: {stopping.get('stopped_early', False)}; "
+        f"learning-rate reductions: {len(reductions)}"
+    )

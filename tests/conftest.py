@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny params, a tiny dataset built once, an isolated MLflow store."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# TensorFlow's C++ start-up notices drown test output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def tiny_params() -> dict[str, Any]:
+    """The repository's params.yaml shrunk to seconds of work: a few hundred small
+    images, a model with a few thousand weights, two epochs."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["data"].update(
+        image_width=96, image_height=32, splits={"train": 160, "val": 48, "test": 48}, workers=2
+    )
+    params["tfrecord"]["shard_size"] = 64
+    params["model"]["crnn_ctc"].update(
+        conv_filters=[8, 16], pool_widths=[2, 1], rnn_units=[16], dense_units=16
+    )
+    params["train"].update(epochs=2, batch_size=32, shuffle_buffer=256)
+    params["evaluate"]["batch_size"] = 64
+    return params
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def write_params(path: Path, overrides: dict[str, Any] | None = None) -> Path:
+    path.write_text(yaml.safe_dump(merge(tiny_params(), overrides or {}), sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def isolated_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Run in tmp_path with no tracking URI or DVC root inherited from the caller:
+    the project's default store is then tmp_path/mlruns."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Generated once per session: params.yaml, data/raw and data/tfrecords."""
+    from stages import generate, tfrecord_convert
+
+    root = tmp_path_factory.mktemp("tiny-dataset")
+    params = write_params(root / "params.yaml")
+    raw, tfrecords = root / "data" / "raw", root / "data" / "tfrecords"
+    assert generate.main(["--params", str(params), "--out", str(raw)]) == 0
+    assert (
+        tfrecord_convert.main(["--params", str(params), "--raw", str(raw), "--out", str(tfrecords)])
+        == 0
+    )
+    return {"root": root, "params": params, "raw": raw, "tfrecords": tfrecords}

@@ -1,0 +1,40 @@
+"""CTC decoding of hand-made logits: repeats merge unless a blank separates them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from captcha_ocr.decoding import ctc_beam_search, ctc_greedy
+
+
+def logits_for(paths: list[list[int]], classes: int = 4, peak: float = 10.0) -> np.ndarray:
+    """Logits whose best class at each step follows `paths` (0 = blank)."""
+    logits = np.zeros((len(paths), len(paths[0]), classes), dtype=np.float32)
+    for sample, path in enumerate(paths):
+        for step, label in enumerate(path):
+            logits[sample, step, label] = peak
+    return logits
+
+
+def test_greedy_merges_repeats_and_drops_blanks():
+    decoded = ctc_greedy(logits_for([[1, 1, 0, 2, 2, 0], [3, 0, 3, 3, 0, 0], [0, 0, 0, 0, 0, 0]]))
+    # A doubled character survives only with a blank between its copies.
+    assert decoded.ids == [[1, 2], [3, 3], []]
+
+
+def test_greedy_confidence_is_the_best_path_probability():
+    decoded = ctc_greedy(logits_for([[1, 0, 2]], classes=3, peak=0.0))  # uniform: 1/3 per step
+    assert decoded.confidence[0] == pytest.approx((1 / 3) ** 3)
+    confident = ctc_greedy(logits_for([[1, 0, 2]], peak=20.0))
+    assert confident.confidence[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_beam_search_agrees_on_clear_logits():
+    logits = logits_for([[1, 1, 0, 2, 2, 0], [3, 0, 3, 3, 0, 0]])
+    assert ctc_beam_search(logits, beam_width=5).ids == [[1, 2], [3, 3]]
+
+
+def test_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match="batch, time, classes"):
+        ctc_greedy(np.zeros((4, 5)))

@@ -1,0 +1,201 @@
+"""train and evaluate stages on tiny data, logged to a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from captcha_ocr import tracking
+from captcha_ocr.params import MLflowParams
+from stages import evaluate, train
+
+pytestmark = pytest.mark.integration
+
+
+def stage_args(tiny_dataset, root: Path) -> dict[str, list[str]]:
+    common = ["--params", str(tiny_dataset["params"]), "--data", str(tiny_dataset["tfrecords"])]
+    return {
+        "train": [
+            *common,
+            "--model-dir",
+            str(root / "models"),
+            "--metrics",
+            str(root / "metrics" / "train.json"),
+            "--history",
+            str(root / "plots" / "train" / "history.csv"),
+        ],
+        "evaluate": [
+            *common,
+            "--model-dir",
+            str(root / "models"),
+            "--metrics",
+            str(root / "metrics" / "evaluate.json"),
+            "--plots",
+            str(root / "plots" / "evaluate"),
+        ],
+    }
+
+
+def store_client(root: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+
+
+def only_run(client: MlflowClient):
+    experiment = client.get_experiment_by_name("captcha-ocr")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1, [run.info.status for run in runs]
+    return runs[0]
+
+
+def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow):
+    root = isolated_mlflow
+    args = stage_args(tiny_dataset, root)
+
+    # When train runs
+    assert train.main(args["train"]) == 0
+    # Then it wrote the model, its run reference, metrics and the history
+    reference = json.loads((root / "models" / tracking.RUN_FILE).read_text())
+    assert (root / "models" / "model.keras").is_file()
+    history = pd.read_csv(root / "plots" / "train" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    assert {"loss", "val_loss", "learning_rate", "val_sequence_accuracy"} <= set(history.columns)
+    trained = json.loads((root / "metrics" / "train.json").read_text())
+    assert trained["epochs_run"] == 2 and trained["best_epoch"] in (1, 2)
+    assert trained["callbacks"]["early_stopping"]["stopped_early"] is False
+
+    client = store_client(root)
+    run = client.get_run(reference["run_id"])
+    assert run.info.status == "FINISHED"  # train ends its run; evaluate reopens it
+    assert run.data.tags[tracking.TAG_PIPELINE_STAGE] == "train"
+
+    # When evaluate runs
+    assert evaluate.main(args["evaluate"]) == 0
+    # Then it wrote the metrics DVC reads
+    scores = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert {"sequence_accuracy", "character_accuracy", "character_error_rate", "n_test"} <= set(
+        scores
+    )
+    assert scores["n_test"] == 48
+    assert 0.0 <= scores["sequence_accuracy"] <= 1.0
+    assert len(scores["char_errors"]) == 36
+    for name in (
+        "char_errors.csv",
+        "confusions.csv",
+        "misreads.csv",
+        "predictions.csv",
+        "char_errors.png",
+    ):
+        assert (root / "plots" / "evaluate" / name).is_file(), name
+
+    # and the store holds one finished run with everything in it
+    run = only_run(client)
+    assert run.info.run_id == reference["run_id"]
+    assert run.info.status == "FINISHED"
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["train.learning_rate"] == "0.001"
+    assert params["model.crnn_ctc.conv_filters"] == "[8, 16]"
+    assert params["train.early_stopping.patience"] == "5"
+    assert params["evaluate.decoder"] == "greedy"
+    assert params["data_info.n_train"] == "160"
+    assert tags[tracking.TAG_DATA_HASH] and tags[tracking.TAG_MODEL_FAMILY] == "crnn_ctc"
+    assert tags[tracking.TAG_PIPELINE_STAGE] == "evaluate"
+    # per-epoch metrics, the learning rate among them
+    for key in ("loss", "val_loss", "learning_rate", "val_sequence_accuracy"):
+        steps = [point.step for point in client.get_metric_history(run.info.run_id, key)]
+        assert steps == [1, 2], key
+    # test figures and per-character error counts
+    assert metrics["test/sequence_accuracy"] == scores["sequence_accuracy"]
+    assert metrics["errors/A"] == scores["char_errors"]["A"]
+    assert sum(value for key, value in metrics.items() if key.startswith("errors/")) == sum(
+        scores["char_errors"].values()
+    )
+    artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
+    assert {"callbacks.json", "training_log.csv", "plots", "evaluate"} <= artifacts
+    evaluate_artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "evaluate")}
+    assert "evaluate/char_errors.csv" in evaluate_artifacts
+    callbacks = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "callbacks.json", str(root))).read_text()
+    )
+    assert callbacks["checkpoint"]["monitor"] == "val_loss"
+    # and the model, as an MLflow 3 logged model of this run, loads and predicts
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+    )
+    assert len(models) == 1
+    loaded = mlflow.keras.load_model(models[0].model_uri)
+    assert loaded.output_shape[-1] == 37
+
+
+def test_changed_evaluate_params_get_their_own_linked_run(tiny_dataset, isolated_mlflow):
+    root = isolated_mlflow
+    args = stage_args(tiny_dataset, root)
+    assert train.main(args["train"]) == 0
+    assert evaluate.main(args["evaluate"]) == 0
+    first = json.loads((root / "models" / tracking.RUN_FILE).read_text())["run_id"]
+    # Given evaluate params changed without retraining (MLflow params are immutable)
+    beam = root / "beam.yaml"
+    beam.write_text(
+        Path(tiny_dataset["params"]).read_text().replace("decoder: greedy", "decoder: beam_search")
+    )
+    assert evaluate.main(replace_params(args["evaluate"], beam)) == 0
+    client = store_client(root)
+    runs = client.search_runs([client.get_experiment_by_name("captcha-ocr").experiment_id])
+    assert len(runs) == 2
+    second = next(run for run in runs if run.info.run_id != first)
+    assert second.info.status == "FINISHED"
+    assert second.data.tags[tracking.TAG_TRAIN_RUN] == first
+    assert second.data.params["evaluate.decoder"] == "beam_search"
+    assert second.data.params["train.learning_rate"] == "0.001"  # copied for comparison
+
+
+def replace_params(args: list[str], params: Path) -> list[str]:
+    args = list(args)
+    args[args.index("--params") + 1] = str(params)
+    return args
+
+
+def test_crashed_training_is_marked_failed_and_leaves_no_model(tiny_dataset, isolated_mlflow):
+    root = isolated_mlflow
+    # Given a validation shard that is corrupt, found only once training reads it
+    import shutil
+
+    data = Path(shutil.copytree(tiny_dataset["tfrecords"], root / "tfrecords"))
+    shard = data / "val-00000-of-00001.tfrecord"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    args = stage_args(tiny_dataset, root)["train"]
+    args[args.index("--data") + 1] = str(data)
+    # When train runs, it fails
+    with pytest.raises(Exception, match=r"(?i)corrupted|truncated|data ?loss"):
+        train.main(args)
+    # Then the run is FAILED, not RUNNING, and there is no model a later stage could use
+    run = only_run(store_client(root))
+    assert run.info.status == "FAILED"
+    assert not (root / "models").exists()
+    assert not (root / "metrics" / "train.json").exists()
+
+
+def test_sigterm_closes_the_run_as_killed(isolated_mlflow):
+    experiment_id = tracking.configure(MLflowParams())
+    with pytest.raises(KeyboardInterrupt), tracking.run_context(experiment_id) as run:
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert store_client(isolated_mlflow).get_run(run.info.run_id).info.status == "KILLED"
+
+
+def test_environment_tracking_uri_wins_over_params(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    assert tracking.resolve_tracking(MLflowParams(tracking_uri="sqlite:///x.db"), tmp_path) == (
+        "http://127.0.0.1:9",
+        None,
+    )
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    uri, artifacts = tracking.resolve_tracking(MLflowParams(), tmp_path)
+    assert uri == f"sqlite:///{tmp_path.resolve() / 'mlruns' / 'mlflow.db'}"
+    assert artifacts == (tmp_path.resolve() / "mlruns" / "artifacts").as_uri()
