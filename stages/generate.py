@@ -1,4 +1,6 @@
-"""DVC stage `generate`: draw the captcha images and their manifest."""
+"""DVC stage `generate`: draw the captcha images and their manifest.
+
+With data.source `imported` it writes an empty dataset (the stage stays in the graph)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/raw"), help="raw dataset folder")
     args = parser.parse_args(argv)
     params = load_params_or_exit(args.params)
-    stats = generate_dataset(params.data, args.out)
+    stats = generate_dataset(params.data, params.generate, args.out, root=args.params.parent)
     print(
         f"generate: {stats['images']} images with {stats['workers']} workers in "
         f"{stats['seconds']:.1f} s ({stats['images_per_second']:.0f} images/s) -> {args.out}"

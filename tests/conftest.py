@@ -20,7 +20,7 @@ def tiny_params() -> dict[str, Any]:
     """The repository's params.yaml shrunk to seconds of work: a few hundred small
     images, a model with a few thousand weights, two epochs."""
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["data"].update(
+    params["generate"].update(
         image_width=96, image_height=32, splits={"train": 160, "val": 48, "test": 48}, workers=2
     )
     params["tfrecord"]["shard_size"] = 64

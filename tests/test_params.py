@@ -19,6 +19,8 @@ def test_repository_params_load_and_list_every_knob():
     # Then it names every field of the schema: DVC tracks params by the keys in
     # the file, so a knob left to a code default would change silently.
     assert set(flatten(params)) == set(flatten(Params()))
+    # and its values are the schema's defaults, so the two never tell different stories
+    assert params == Params()
 
 
 @pytest.mark.parametrize(
@@ -27,10 +29,19 @@ def test_repository_params_load_and_list_every_knob():
         ({"train": {"learning_rate": 0}}, "train.learning_rate: Input should be greater than 0"),
         ({"train": {"learnig_rate": 0.1}}, "train.learnig_rate: Extra inputs are not permitted"),
         ({"trian": {}}, "trian: Extra inputs are not permitted"),
-        ({"data": {"splits": {"val": "many"}}}, "data.splits.val: Input should be a valid integer"),
+        (
+            {"generate": {"splits": {"val": "many"}}},
+            "generate.splits.val: Input should be a valid integer",
+        ),
         ({"data": {"charset": "hex"}}, "data.charset: unknown charset 'hex'"),
         ({"data": {"charset": "custom"}}, "data.custom_charset: charset `custom` needs"),
-        ({"data": {"min_length": 5, "max_length": 4}}, "data.max_length: must be >= min_length"),
+        (
+            {"generate": {"min_length": 5, "max_length": 4}},
+            "generate.max_length: must be >= min_length",
+        ),
+        ({"generate": {"rotation": [10, -10]}}, "generate.rotation: the first bound"),
+        ({"import": {"labels": "csv"}}, "import.csv: labels: csv needs the path"),
+        ({"data": {"source": "web"}}, "data.source: Input should be 'generated'"),
         ({"model": {"crnn_ctc": {"pool_widths": [2]}}}, "model.crnn_ctc.pool_widths: needs one"),
         ({"train": {"early_stopping": {"patience": -1}}}, "train.early_stopping.patience:"),
         ({"train": {"optimizer": "adagrad"}}, "train.optimizer: Input should be 'adam'"),
@@ -70,12 +81,12 @@ def test_params_are_frozen():
 
 def test_stage_refuses_bad_params_before_any_work(tmp_path: Path):
     # Given params with a misspelt key
-    params = write_params(tmp_path / "params.yaml", {"data": {"imagewidth": 100}})
+    params = write_params(tmp_path / "params.yaml", {"generate": {"imagewidth": 100}})
     out = tmp_path / "raw"
     # When the generate stage runs
     with pytest.raises(SystemExit) as raised:
         generate.main(["--params", str(params), "--out", str(out)])
     # Then it stops with the key in the message and has written nothing
-    assert "data.imagewidth: Extra inputs are not permitted" in str(raised.value)
+    assert "generate.imagewidth: Extra inputs are not permitted" in str(raised.value)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [params]

@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from captcha_ocr.data import InputSpec, inference_dataset, read_examples, training_dataset
-from captcha_ocr.dataset_info import DATA_INFO, read_data_info
-from captcha_ocr.generate import read_manifest
+from captcha_ocr.dataset_info import DATA_INFO, read_data_info, read_manifest
 from captcha_ocr.params import TFRecordParams
 from captcha_ocr.tfrecords import BadSampleError, convert
 
@@ -87,7 +86,7 @@ def test_label_outside_the_charset_is_reported_with_its_path(tiny_dataset, tmp_p
     lines[1] = ",".join(first)
     manifest.write_text("\n".join(lines) + "\n")
     with pytest.raises(BadSampleError) as raised:
-        convert(raw, tmp_path / "out", TFRecordParams())
+        convert([raw], tmp_path / "out", TFRecordParams())
     assert str(raw / first[2]) in str(raised.value)
     assert "outside the charset" in str(raised.value)
     assert not (tmp_path / "out").exists()  # nothing half-written
@@ -98,12 +97,12 @@ def test_corrupt_image_is_reported_with_its_path(tiny_dataset, tmp_path):
     victim = raw / read_manifest(raw)[7]["path"]
     victim.write_bytes(victim.read_bytes()[:50])  # truncated PNG
     with pytest.raises(BadSampleError, match=str(victim)):
-        convert(raw, tmp_path / "out", TFRecordParams())
+        convert([raw], tmp_path / "out", TFRecordParams())
     assert not (tmp_path / "out").exists()
 
 
 def test_gzip_shards_read_back(tiny_dataset, tmp_path):
-    info = convert(tiny_dataset["raw"], tmp_path / "gz", TFRecordParams(compression="gzip"))
+    info = convert([tiny_dataset["raw"]], tmp_path / "gz", TFRecordParams(compression="gzip"))
     assert info.compression == "gzip"
     examples = list(read_examples(tmp_path / "gz", info, "val", spec_for(info)))
     assert len(examples) == 48

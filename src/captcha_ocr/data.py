@@ -7,6 +7,7 @@ training waits on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def read_examples(
     shuffle_files: bool = False,
     seed: int | None = None,
 ) -> tf.data.Dataset:
-    """Unbatched dicts: image (uint8), label (int32, padded with 0), text, id."""
+    """Unbatched dicts: image (uint8), label (int32, padded with 0), text, id, source."""
     files = tf.data.Dataset.from_tensor_slices(shard_paths(tfrecord_dir, info, split))
     if shuffle_files:
         files = files.shuffle(len(info.splits[split].shards), seed=seed)
@@ -89,6 +90,7 @@ def read_examples(
             "label": label,
             "text": example["text"],
             "id": example["id"],
+            "source": example["source"],
         }
 
     examples = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
@@ -108,8 +110,13 @@ def training_dataset(
     seed: int | None = None,
     shuffle_buffer: int = 10_000,
     cache: bool = False,
+    augment: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (float image in [0, 1], padded label ids) for `Model.fit`."""
+    """Batches of (float image in [0, 1], padded label ids) for `Model.fit`.
+
+    augment: a function of an image batch (captcha_ocr.augmentation), applied
+    after the cache so that every epoch sees fresh variations.
+    """
     examples = read_examples(tfrecord_dir, info, split, spec, shuffle_files=shuffle, seed=seed)
     pairs = examples.map(
         lambda example: (example["image"], example["label"]),
@@ -125,6 +132,10 @@ def training_dataset(
         lambda images, labels: (normalize(images), labels),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+    if augment is not None:
+        pairs = pairs.map(
+            lambda images, labels: (augment(images), labels), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return pairs.prefetch(tf.data.AUTOTUNE)
 
 

@@ -9,6 +9,7 @@ cannot disagree about it.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from pathlib import Path
@@ -19,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from captcha_ocr.atomic import write_json
 from captcha_ocr.charsets import Charset
 
+SPLITS = ("train", "val", "test")
+MANIFEST = "labels.csv"
+# source: generated or imported; original: an imported file's own path.
+MANIFEST_COLUMNS = ("id", "split", "path", "text", "length", "font", "source", "original")
 RAW_INFO = "dataset.json"
 DATA_INFO = "data_info.json"
 # Bump when the TFRecord feature layout changes; readers refuse other versions.
@@ -66,6 +71,19 @@ class DataInfo(RawInfo):
         for split in sorted(self.splits):
             digest.update(f"{split}:{self.splits[split].sha256};".encode())
         return digest.hexdigest()
+
+
+def write_manifest(path: Path, rows: list[dict[str, object]]) -> None:
+    """labels.csv: one row per image; labels live here, never only in file names."""
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_manifest(raw_dir: Path | str) -> list[dict[str, str]]:
+    with (Path(raw_dir) / MANIFEST).open(newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
 
 
 def write_raw_info(raw_dir: Path, info: RawInfo) -> None:

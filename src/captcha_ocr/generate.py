@@ -10,7 +10,6 @@ processes and whichever worker draws it.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import multiprocessing
@@ -24,16 +23,13 @@ from pathlib import Path
 
 import captcha.image
 from captcha.image import ImageCaptcha
+from PIL.ImageFilter import SMOOTH
 
 from captcha_ocr.atomic import atomic_dir
-from captcha_ocr.dataset_info import RawInfo, write_raw_info
-from captcha_ocr.params import DataParams
+from captcha_ocr.dataset_info import MANIFEST, SPLITS, RawInfo, write_manifest, write_raw_info
+from captcha_ocr.fonts import resolve_all as resolve_fonts
+from captcha_ocr.params import DataParams, GenerateParams
 from captcha_ocr.progress import progress
-
-SPLITS = ("train", "val", "test")
-MANIFEST = "labels.csv"
-MANIFEST_COLUMNS = ("id", "split", "path", "text", "length", "font")
-DEFAULT_FONT = Path(captcha.image.DEFAULT_FONTS[0])
 
 
 class _SeededSecrets:
@@ -74,40 +70,69 @@ class CaptchaSpec:
 
     seed: int
     symbols: str
-    min_length: int
-    max_length: int
-    width: int
-    height: int
-    font: Path = DEFAULT_FONT
+    params: GenerateParams
+    fonts: tuple[Path, ...]
 
     @classmethod
-    def from_params(cls, params: DataParams) -> CaptchaSpec:
-        return cls(
-            seed=params.seed,
-            symbols=params.symbols,
-            min_length=params.min_length,
-            max_length=params.max_length,
+    def from_params(cls, data: DataParams, params: GenerateParams, root: Path) -> CaptchaSpec:
+        fonts = tuple(resolve_fonts(params.fonts, data.symbols, root))
+        return cls(seed=data.seed, symbols=data.symbols, params=params, fonts=fonts)
+
+
+class TunedCaptcha(ImageCaptcha):
+    """ImageCaptcha with its class-level drawing constants and noise made parameters.
+
+    generate_image repeats the package's own, draw for draw, so that the default
+    parameters give the package's images.
+    """
+
+    def __init__(self, params: GenerateParams, font: Path) -> None:
+        super().__init__(
             width=params.image_width,
             height=params.image_height,
+            fonts=[str(font)],
+            font_sizes=params.font_sizes,
         )
+        self.character_rotate = params.rotation
+        self.character_warp_dx = params.warp_x
+        self.character_warp_dy = params.warp_y
+        self.character_offset_dx = params.offset_x
+        self.character_offset_dy = params.offset_y
+        self.word_space_probability = 1.0 - params.space_probability
+        self.word_offset_dx = params.overlap
+        self.noise_dots = params.noise_dots
+        self.noise_dot_width = params.noise_dot_width
+        self.noise_curves = params.noise_curves
+
+    def generate_image(self, chars: str, bg_color=None, fg_color=None):
+        # Read through the module so the seeded stand-in for `secrets` is used.
+        background = captcha.image.random_color(238, 255)
+        color = captcha.image.random_color(10, 200, captcha.image.secrets.randbelow(36) + 220)
+        image = self.create_captcha_image(chars, color, background)
+        if self.noise_dots:
+            self.create_noise_dots(image, color, width=self.noise_dot_width, number=self.noise_dots)
+        for _ in range(self.noise_curves):
+            self.create_noise_curve(image, color)
+        return image.filter(SMOOTH)
 
 
 class CaptchaDrawer:
     def __init__(self, spec: CaptchaSpec) -> None:
         self.spec = spec
-        self._captcha = ImageCaptcha(width=spec.width, height=spec.height, fonts=[str(spec.font)])
+        self._captchas = [TunedCaptcha(spec.params, font) for font in spec.fonts]
 
-    def draw(self, split: str, index: int) -> tuple[str, bytes]:
-        """(text, PNG bytes) of image `index` of `split`."""
+    def draw(self, split: str, index: int) -> tuple[str, str, bytes]:
+        """(text, font name, PNG bytes) of image `index` of `split`."""
         rng = image_rng(self.spec.seed, split, index)
-        length = rng.randint(self.spec.min_length, self.spec.max_length)
+        length = rng.randint(self.spec.params.min_length, self.spec.params.max_length)
         # Uniform, with replacement: doubled characters occur as in real captchas.
         text = "".join(rng.choice(self.spec.symbols) for _ in range(length))
+        font_index = rng.randrange(len(self._captchas))
         with _captcha_randomness(rng):
-            image = self._captcha.generate_image(text)
+            image = self._captchas[font_index].generate_image(text)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        return text, buffer.getvalue()
+        return text, self.spec.fonts[font_index].stem, buffer.getvalue()
 
 
 # Per-process state of the worker pool, set once by _init_worker.
@@ -124,7 +149,7 @@ def _draw_one(task: tuple[str, int]) -> dict[str, object]:
         raise RuntimeError("_draw_one called before _init_worker")
     drawer, out_dir = _worker
     split, index = task
-    text, png = drawer.draw(split, index)
+    text, font, png = drawer.draw(split, index)
     image_id = f"{split}-{index:06d}"
     relative = Path(split) / f"{image_id}.png"
     (out_dir / relative).write_bytes(png)
@@ -134,7 +159,9 @@ def _draw_one(task: tuple[str, int]) -> dict[str, object]:
         "path": relative.as_posix(),
         "text": text,
         "length": len(text),
-        "font": drawer.spec.font.name,
+        "font": font,
+        "source": "generated",
+        "original": "",
     }
 
 
@@ -142,13 +169,20 @@ def resolve_workers(requested: int) -> int:
     return requested or len(os.sched_getaffinity(0))
 
 
-def generate_dataset(params: DataParams, out_dir: Path | str) -> dict[str, object]:
-    """Write out_dir/<split>/<id>.png and out_dir/labels.csv; return timing figures."""
+def generate_dataset(
+    data: DataParams, params: GenerateParams, out_dir: Path | str, root: Path | None = None
+) -> dict[str, object]:
+    """Write out_dir/<split>/<id>.png, labels.csv and dataset.json; return timing figures.
+
+    With data.source `imported`, the dataset is empty: the stage still runs in
+    the DVC graph, and tfrecord-convert reads only the imported images.
+    root: where relative font paths start (the project).
+    """
     out_dir = Path(out_dir)
-    spec = CaptchaSpec.from_params(params)
-    counts = params.splits.model_dump()
+    spec = CaptchaSpec.from_params(data, params, root or Path.cwd())  # bad fonts: before any work
+    counts = params.splits.model_dump() if data.uses_generated else dict.fromkeys(SPLITS, 0)
     tasks = [(split, index) for split in SPLITS for index in range(counts[split])]
-    workers = min(resolve_workers(params.workers), len(tasks))
+    workers = max(1, min(resolve_workers(params.workers), len(tasks)))
     started = time.perf_counter()
     with atomic_dir(out_dir) as scratch:
         for split in SPLITS:
@@ -161,16 +195,16 @@ def generate_dataset(params: DataParams, out_dir: Path | str) -> dict[str, objec
                 unit="img",
             )
         )
-        _write_manifest(scratch / MANIFEST, rows)
+        write_manifest(scratch / MANIFEST, rows)
         write_raw_info(
             scratch,
             RawInfo(
                 source="generated",
                 charset=spec.symbols,
-                min_length=spec.min_length,
-                max_length=spec.max_length,
-                image_width=spec.width,
-                image_height=spec.height,
+                min_length=params.min_length,
+                max_length=params.max_length,
+                image_width=params.image_width,
+                image_height=params.image_height,
                 counts=counts,
             ),
         )
@@ -179,7 +213,7 @@ def generate_dataset(params: DataParams, out_dir: Path | str) -> dict[str, objec
         "images": len(rows),
         "workers": workers,
         "seconds": round(seconds, 3),
-        "images_per_second": round(len(rows) / seconds, 1),
+        "images_per_second": round(len(rows) / seconds, 1) if rows else 0.0,
     }
 
 
@@ -197,15 +231,3 @@ def _draw_all(
     with context.Pool(workers, initializer=_init_worker, initargs=(spec, out_dir)) as pool:
         # imap keeps task order, so the manifest is the same for any worker count.
         yield from pool.imap(_draw_one, tasks, chunksize=chunksize)
-
-
-def _write_manifest(path: Path, rows: list[dict[str, object]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def read_manifest(raw_dir: Path | str) -> list[dict[str, str]]:
-    with (Path(raw_dir) / MANIFEST).open(newline="", encoding="utf-8") as stream:
-        return list(csv.DictReader(stream))

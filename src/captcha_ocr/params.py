@@ -28,31 +28,35 @@ class Section(BaseModel):
 
 
 class SplitCounts(Section):
-    train: int = Field(20_000, ge=1)
+    train: int = Field(40_000, ge=1)
     val: int = Field(2_000, ge=1)
     test: int = Field(5_000, ge=1)
 
 
+Range = tuple[float, float]
+
+
+def _check_range(name: str, value: tuple[float, float]) -> None:
+    if value[0] > value[1]:
+        raise ValueError(f"{name}: the first bound must not exceed the second ({list(value)})")
+
+
 class DataParams(Section):
-    seed: int = 42
+    """What every sample is, whichever its source."""
+
+    source: Literal["generated", "imported", "mixed"] = Field(
+        "generated", description="generated captchas, your own (import), or both"
+    )
     charset: str = Field(
-        "digits_upper",
-        description=f"a preset ({', '.join(charsets.PRESETS)}) or `custom`",
+        "digits_upper", description=f"a preset ({', '.join(charsets.PRESETS)}) or `custom`"
     )
     custom_charset: str | None = Field(
         None, description="the symbols themselves, used when charset is `custom`"
     )
-    min_length: int = Field(4, ge=1, le=32)
-    max_length: int = Field(4, ge=1, le=32)
-    image_width: int = Field(160, ge=16, le=1024)
-    image_height: int = Field(60, ge=16, le=512)
-    splits: SplitCounts = SplitCounts()
-    workers: int = Field(0, ge=0, description="processes for generation; 0 = all cores")
+    seed: int = Field(42, description="draws the generated captchas and splits imported ones")
 
     @model_validator(mode="after")
     def _check(self) -> DataParams:
-        if self.max_length < self.min_length:
-            raise ValueError(f"max_length: must be >= min_length ({self.min_length})")
         try:
             charsets.resolve(self.charset, self.custom_charset)
         except ValueError as error:
@@ -64,6 +68,80 @@ class DataParams(Section):
     def symbols(self) -> str:
         return charsets.resolve(self.charset, self.custom_charset)
 
+    @property
+    def uses_generated(self) -> bool:
+        return self.source in ("generated", "mixed")
+
+    @property
+    def uses_imported(self) -> bool:
+        return self.source in ("imported", "mixed")
+
+
+class GenerateParams(Section):
+    """Synthetic captchas from the `captcha` package; its drawing knobs are exposed."""
+
+    min_length: int = Field(4, ge=1, le=32)
+    max_length: int = Field(4, ge=1, le=32)
+    image_width: int = Field(160, ge=16, le=1024)
+    image_height: int = Field(60, ge=16, le=512)
+    fonts: tuple[str, ...] = Field(
+        ("DroidSansMono",),
+        description="names (DroidSansMono, or a DejaVu/STIX font matplotlib ships) or .ttf paths",
+    )
+    font_sizes: tuple[int, ...] = (42, 50, 56)
+    rotation: Range = Field((-30.0, 30.0), description="degrees, per character")
+    warp_x: Range = Field((0.1, 0.3), description="horizontal warp, fraction of a glyph's width")
+    warp_y: Range = Field((0.2, 0.3), description="vertical warp, fraction of a glyph's height")
+    offset_x: tuple[int, int] = Field((0, 4), description="pixels of random left margin per glyph")
+    offset_y: tuple[int, int] = Field((0, 6), description="pixels of random top margin per glyph")
+    space_probability: float = Field(
+        0.5, ge=0.0, le=1.0, description="chance of a gap before a glyph"
+    )
+    overlap: float = Field(0.25, ge=0.0, lt=1.0, description="glyphs overlap up to this share")
+    noise_dots: int = Field(30, ge=0)
+    noise_dot_width: int = Field(3, ge=1)
+    noise_curves: int = Field(1, ge=0)
+    splits: SplitCounts = SplitCounts()
+    workers: int = Field(0, ge=0, description="processes; 0 = all cores")
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerateParams:
+        if self.max_length < self.min_length:
+            raise ValueError(f"max_length: must be >= min_length ({self.min_length})")
+        if not self.fonts:
+            raise ValueError("fonts: needs at least one font")
+        if not self.font_sizes or min(self.font_sizes) < 4:
+            raise ValueError("font_sizes: needs at least one size, each >= 4")
+        for name in ("rotation", "warp_x", "warp_y", "offset_x", "offset_y"):
+            _check_range(name, getattr(self, name))
+        for name in ("offset_x", "offset_y"):
+            if min(getattr(self, name)) < 0:
+                raise ValueError(f"{name}: offsets must be >= 0")
+        return self
+
+
+class ImportParams(Section):
+    """Your own labelled captchas: a folder, labels in the file names or in a CSV."""
+
+    path: str = Field("captchas", description="folder of images, relative to the project")
+    labels: Literal["filename", "csv"] = Field(
+        "filename", description="filename: <label>.png or <label>_<n>.png; csv: see `csv`"
+    )
+    csv: str | None = Field(None, description="with labels: csv, a CSV of file,label rows")
+    on_error: Literal["fail", "skip"] = Field(
+        "fail", description="fail: report every bad file and stop; skip: leave them out"
+    )
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ImportParams:
+        if self.labels == "csv" and not self.csv:
+            raise ValueError("csv: labels: csv needs the path of the CSV")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("test_fraction: val_fraction + test_fraction must leave training data")
+        return self
+
 
 class TFRecordParams(Section):
     shard_size: int = Field(5_000, ge=1, description="examples per shard")
@@ -73,7 +151,10 @@ class TFRecordParams(Section):
 class CRNNParams(Section):
     """Conv blocks read left to right as a sequence, then bidirectional RNNs and CTC."""
 
-    conv_filters: tuple[int, ...] = (32, 64, 96, 128)
+    stem_filters: int = Field(
+        0, ge=0, description="a stride-2 3x3 conv before the blocks: learned downsampling; 0 = none"
+    )
+    conv_filters: tuple[int, ...] = (16, 32, 64, 64)
     # Pooling along the width sets the number of CTC time steps; see models/crnn.py.
     pool_widths: tuple[int, ...] = (2, 2, 1, 1)
     rnn: Literal["gru", "lstm"] = "gru"
@@ -94,19 +175,48 @@ class CRNNParams(Section):
         return self
 
 
+class CNNMultiheadParams(Section):
+    """Blocks of 3x3 convolutions (+ BatchNorm) and max-pooling, then a head per position."""
+
+    conv_filters: tuple[int, ...] = (32, 64, 128, 256)
+    convs_per_block: int = Field(2, ge=1)
+    dense_units: int = Field(256, ge=0, description="0: the heads read the flattened map")
+    dropout: float = Field(0.25, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> CNNMultiheadParams:
+        if not self.conv_filters or any(filters < 1 for filters in self.conv_filters):
+            raise ValueError("conv_filters: needs at least one entry, each >= 1")
+        return self
+
+
+class VGGMultiheadParams(Section):
+    width: float = Field(0.25, gt=0.0, le=1.0, description="share of VGG16's filters and fc units")
+    batch_norm: bool = True
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+
+
+class ResNet50MultiheadParams(Section):
+    weights: str | None = Field(None, description="a local weights file; None: random init")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
 class ModelParams(Section):
-    arch: Literal["crnn_ctc"] = "crnn_ctc"
+    arch: Literal["crnn_ctc", "cnn_multihead", "vgg_multihead", "resnet50_multihead"] = "crnn_ctc"
     # The input every architecture sees; images are resized to it when read.
-    input_width: int | None = Field(None, ge=16, description="None: the data's width")
-    input_height: int | None = Field(None, ge=16, description="None: the data's height")
+    input_width: int | None = Field(96, ge=16, description="None: the data's width")
+    input_height: int | None = Field(32, ge=16, description="None: the data's height")
     channels: Literal[1, 3] = Field(1, description="1 = grayscale")
     crnn_ctc: CRNNParams = CRNNParams()
+    cnn_multihead: CNNMultiheadParams = CNNMultiheadParams()
+    vgg_multihead: VGGMultiheadParams = VGGMultiheadParams()
+    resnet50_multihead: ResNet50MultiheadParams = ResNet50MultiheadParams()
 
 
 class EarlyStoppingParams(Section):
     enabled: bool = True
     monitor: str = "val_loss"
-    patience: int = Field(5, ge=0)
+    patience: int = Field(3, ge=0)
     min_delta: float = Field(0.0, ge=0.0)
     restore_best_weights: bool = True
 
@@ -123,20 +233,43 @@ class CheckpointParams(Section):
     monitor: str = "val_loss"
 
 
+class AugmentParams(Section):
+    """Random changes to training images; 0 turns a knob off."""
+
+    translate: float = Field(0.0, ge=0.0, lt=0.5, description="shift, share of height and width")
+    rotate: float = Field(0.0, ge=0.0, le=45.0, description="degrees either way")
+    zoom: float = Field(0.0, ge=0.0, lt=0.5, description="share in or out")
+    noise: float = Field(0.0, ge=0.0, le=0.5, description="Gaussian pixel noise, std on [0, 1]")
+
+
 class TrainParams(Section):
     seed: int = 1234
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(8, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(1.0e-3, gt=0.0)
+    learning_rate: float = Field(2.0e-3, gt=0.0, description="the peak rate with warmup")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "cosine", description="constant or cosine decay to 1%; ReduceLROnPlateau lowers either"
+    )
+    warmup_epochs: float = Field(0.3, ge=0.0, description="linear warmup, cosine schedule only")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
     weight_decay: float = Field(0.0, ge=0.0, description="adamw only")
     clipnorm: float | None = Field(None, gt=0.0)
     shuffle_buffer: int = Field(10_000, ge=1)
     cache: bool = Field(True, description="keep decoded images in memory after epoch 1")
+    resume: bool = Field(True, description="continue an interrupted run from its last epoch")
+    augment: AugmentParams = AugmentParams()
     early_stopping: EarlyStoppingParams = EarlyStoppingParams()
     reduce_lr: ReduceLROnPlateauParams = ReduceLROnPlateauParams()
     checkpoint: CheckpointParams = CheckpointParams()
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainParams:
+        if self.warmup_epochs and self.lr_schedule != "cosine":
+            raise ValueError("warmup_epochs: only the cosine schedule warms up")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError("warmup_epochs: must be shorter than epochs")
+        return self
 
 
 class EvaluateParams(Section):
@@ -152,10 +285,20 @@ class MLflowParams(Section):
     )
     experiment_name: str = Field("captcha-ocr", min_length=1)
     log_model: bool = True
+    registered_model: str | None = Field(
+        "captcha-ocr",
+        description="registry name; the alias `champion` follows the best test accuracy. "
+        "None: do not register",
+    )
 
 
 class Params(Section):
+    # populate_by_name: the `import` section is `import_` in Python.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
     data: DataParams = DataParams()
+    generate: GenerateParams = GenerateParams()
+    import_: ImportParams = Field(ImportParams(), alias="import")
     tfrecord: TFRecordParams = TFRecordParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
@@ -224,5 +367,5 @@ def flatten(params: Params) -> dict[str, Any]:
         else:
             flat[prefix] = list(value) if isinstance(value, tuple) else value
 
-    walk("", params.model_dump())
+    walk("", params.model_dump(by_alias=True))
     return flat

@@ -21,12 +21,15 @@ from captcha_ocr.atomic import atomic_dir, write_json
 from captcha_ocr.charsets import Charset
 from captcha_ocr.dataset_info import (
     DATA_INFO,
+    MANIFEST,
     SCHEMA_VERSION,
+    SPLITS,
     DataInfo,
+    RawInfo,
     SplitInfo,
+    read_manifest,
     read_raw_info,
 )
-from captcha_ocr.generate import SPLITS, read_manifest
 from captcha_ocr.params import TFRecordParams
 from captcha_ocr.progress import progress
 
@@ -37,6 +40,7 @@ FEATURES = {
     "label": tf.io.VarLenFeature(tf.int64),
     "length": tf.io.FixedLenFeature([], tf.int64),
     "id": tf.io.FixedLenFeature([], tf.string),
+    "source": tf.io.FixedLenFeature([], tf.string),  # generated or imported
 }
 
 
@@ -57,7 +61,9 @@ def _ints(values: list[int]) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
 
-def encode_example(image: bytes, text: str, label: list[int], image_id: str) -> bytes:
+def encode_example(
+    image: bytes, text: str, label: list[int], image_id: str, source: str = "generated"
+) -> bytes:
     example = tf.train.Example(
         features=tf.train.Features(
             feature={
@@ -66,6 +72,7 @@ def encode_example(image: bytes, text: str, label: list[int], image_id: str) -> 
                 "label": _ints(label),
                 "length": _ints([len(label)]),
                 "id": _bytes(image_id.encode("utf-8")),
+                "source": _bytes(source.encode("utf-8")),
             }
         )
     )
@@ -87,16 +94,37 @@ def _check_image(path: Path) -> None:
         raise BadSampleError(f"{path}: not a readable image ({error})") from None
 
 
-def convert(raw_dir: Path | str, out_dir: Path | str, params: TFRecordParams) -> DataInfo:
-    """Write out_dir/<split>-NNNNN-of-NNNNN.tfrecord and out_dir/data_info.json."""
-    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    raw_info = read_raw_info(raw_dir)
+def merge_infos(infos: list[RawInfo]) -> RawInfo:
+    """One description of several raw datasets (generated and imported)."""
+    charsets = {info.charset for info in infos}
+    if len(charsets) > 1:
+        raise ValueError(f"the raw datasets disagree on the charset: {sorted(charsets)}")
+    return RawInfo(
+        source=infos[0].source if len(infos) == 1 else "mixed",
+        charset=infos[0].charset,
+        min_length=min(info.min_length for info in infos),
+        max_length=max(info.max_length for info in infos),
+        # The first (generated, when mixed) sets the nominal size models default to.
+        image_width=infos[0].image_width,
+        image_height=infos[0].image_height,
+        counts={split: sum(info.counts.get(split, 0) for info in infos) for split in SPLITS},
+    )
+
+
+def convert(raw_dirs: list[Path | str], out_dir: Path | str, params: TFRecordParams) -> DataInfo:
+    """Write out_dir/<split>-NNNNN-of-NNNNN.tfrecord and out_dir/data_info.json from
+    one or more raw datasets (labels.csv + dataset.json + images)."""
+    raw_dirs, out_dir = [Path(folder) for folder in raw_dirs], Path(out_dir)
+    if not raw_dirs:
+        raise ValueError("no raw dataset to convert")
+    raw_info = merge_infos([read_raw_info(folder) for folder in raw_dirs])
     charset = Charset(raw_info.charset)
-    rows_by_split: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for row in read_manifest(raw_dir):
-        if row["split"] not in SPLITS:
-            raise BadSampleError(f"{raw_dir / row['path']}: unknown split {row['split']!r}")
-        rows_by_split[row["split"]].append(row)
+    rows_by_split: dict[str, list[tuple[Path, dict[str, str]]]] = defaultdict(list)
+    for folder in raw_dirs:
+        for row in read_manifest(folder):
+            if row["split"] not in SPLITS:
+                raise BadSampleError(f"{folder / row['path']}: unknown split {row['split']!r}")
+            rows_by_split[row["split"]].append((folder, row))
 
     options = tf.io.TFRecordOptions(compression_type=compression_type(params.compression))
     splits: dict[str, SplitInfo] = {}
@@ -105,18 +133,18 @@ def convert(raw_dir: Path | str, out_dir: Path | str, params: TFRecordParams) ->
         for split in SPLITS:
             rows = rows_by_split[split]
             if not rows:
-                raise BadSampleError(f"{raw_dir / 'labels.csv'}: split {split!r} has no images")
+                folders = ", ".join(str(folder / MANIFEST) for folder in raw_dirs)
+                raise BadSampleError(f"{folders}: split {split!r} has no images")
             total = math.ceil(len(rows) / params.shard_size)
             names = [shard_name(split, index, total) for index in range(total)]
             examples = progress(rows, total=len(rows), desc=f"convert {split}", unit="img")
             for name in names:
                 with tf.io.TFRecordWriter(str(scratch / name), options) as writer:
-                    for row in itertools.islice(examples, params.shard_size):
-                        writer.write(_example_from_row(raw_dir, row, charset))
+                    for folder, row in itertools.islice(examples, params.shard_size):
+                        writer.write(_example_from_row(folder, row, charset))
             splits[split] = SplitInfo(shards=names, sha256=_hash_files(scratch, names))
         info = DataInfo(
-            **raw_info.model_dump(exclude={"counts"}),
-            counts={split: len(rows_by_split[split]) for split in SPLITS},
+            **raw_info.model_dump(),
             schema_version=SCHEMA_VERSION,
             compression=params.compression,
             splits=splits,
@@ -140,7 +168,7 @@ def _example_from_row(raw_dir: Path, row: dict[str, str], charset: Charset) -> b
     if not label:
         raise BadSampleError(f"{path}: empty label")
     _check_image(path)
-    return encode_example(path.read_bytes(), row["text"], label, row["id"])
+    return encode_example(path.read_bytes(), row["text"], label, row["id"], row["source"])
 
 
 def _hash_files(folder: Path, names: list[str]) -> str:

@@ -1,0 +1,170 @@
+"""import: your own captchas are validated file by file, split reproducibly, and feed
+the same tfrecord-convert stage as generated ones."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from captcha_ocr.data import InputSpec, read_examples
+from captcha_ocr.dataset_info import read_manifest, read_raw_info
+from captcha_ocr.importing import REPORT, ImportFailed, import_dataset
+from captcha_ocr.params import Params, TFRecordParams, parse_params
+from captcha_ocr.tfrecords import convert
+from stages import import_captchas
+from tests.conftest import merge, tiny_params, write_params
+
+
+def image_bytes(text: str, image_format: str, size=(120, 40), mode="RGB") -> bytes:
+    image = Image.new(mode, size, "white" if mode != "RGBA" else (0, 0, 0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def import_params(**import_overrides) -> Params:
+    return parse_params(
+        merge(tiny_params(), {"data": {"source": "imported"}, "import": import_overrides})
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Good files, duplicates of one text, and the five kinds of bad file."""
+    folder = tmp_path / "captchas"
+    (folder / "more").mkdir(parents=True)
+    for text in ["AB12", "CD34", "EF56", "GH78", "JK90", "LM12", "NP34", "QR56"]:
+        (folder / f"{text}.png").write_bytes(image_bytes(text, "PNG"))
+    (folder / "AB12_2.png").write_bytes(image_bytes("AB12", "PNG"))  # same text, second captcha
+    (folder / "more" / "ST78.gif").write_bytes(image_bytes("ST78", "GIF"))
+    (folder / "TR99.png").write_bytes(image_bytes("TR99", "JPEG"))  # the extension lies
+    (folder / "UV11.png").write_bytes(image_bytes("UV11", "PNG", mode="RGBA"))  # transparent
+    (folder / "README.md").write_text("not a sample\n")
+    return folder
+
+
+def add_bad_files(folder: Path) -> dict[str, str]:
+    truncated = image_bytes("XY12", "PNG", size=(300, 100))
+    (folder / "XY12.png").write_bytes(truncated[: len(truncated) // 2])
+    (folder / "ZZ99.png").write_text("this is text, not an image")
+    (folder / "ab12.png").write_bytes(image_bytes("ab12", "PNG"))  # lower case: not in the charset
+    return {
+        "XY12.png": "unreadable image",
+        "ZZ99.png": "not an image",
+        "ab12.png": "outside the charset",
+    }
+
+
+def test_good_folder_imports_every_file(folder: Path, tmp_path: Path):
+    params = import_params(val_fraction=0.2, test_fraction=0.2)
+    stats = import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
+    assert stats == {"imported": 12, "skipped": 0, "candidates": 12}
+    rows = read_manifest(tmp_path / "out")
+    texts = sorted(row["text"] for row in rows)
+    # duplicates are kept as separate samples; the _<n> suffix is not part of the label
+    assert texts.count("AB12") == 2
+    assert {"ST78", "TR99", "UV11"} <= set(texts)
+    assert {row["split"] for row in rows} == {"train", "val", "test"}
+    for row in rows:
+        with Image.open(tmp_path / "out" / row["path"]) as image:
+            assert image.format == "PNG" and image.mode == "RGB"
+    # the JPEG that called itself .png is reported by its real format
+    report = (tmp_path / "out" / REPORT).read_text()
+    assert "TR99.png,imported,JPEG" in report
+    # transparency became white, not black
+    uv11 = next(row for row in rows if row["text"] == "UV11")
+    with Image.open(tmp_path / "out" / uv11["path"]) as image:
+        assert image.getpixel((0, 0)) == (255, 255, 255)
+    info = read_raw_info(tmp_path / "out")
+    assert (info.source, info.min_length, info.max_length) == ("imported", 4, 4)
+    assert (info.image_width, info.image_height) == (120, 40)
+
+
+def test_every_bad_file_is_reported_with_its_path_and_nothing_is_written(folder, tmp_path):
+    expected = add_bad_files(folder)
+    params = import_params()
+    with pytest.raises(ImportFailed) as raised:
+        import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
+    message = str(raised.value)
+    assert "3 of 15 files cannot be imported" in message
+    for name, reason in expected.items():
+        line = next(line for line in message.splitlines() if str(folder / name) in line)
+        assert reason in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_skip_leaves_bad_files_out_and_lists_them(folder, tmp_path):
+    expected = add_bad_files(folder)
+    params = import_params(on_error="skip")
+    stats = import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
+    assert (stats["imported"], stats["skipped"]) == (12, 3)
+    report = (tmp_path / "out" / REPORT).read_text()
+    for name, reason in expected.items():
+        assert f"{folder / name},skipped," in report and reason in report
+
+
+def test_labels_from_a_csv(tmp_path: Path):
+    folder = tmp_path / "captchas"
+    folder.mkdir()
+    for index in range(6):
+        (folder / f"img{index}.jpg").write_bytes(image_bytes("", "JPEG"))
+    (folder / "labels.csv").write_text(
+        "file,label\n" + "".join(f"img{index}.jpg,K{index}X{index}\n" for index in range(6))
+    )
+    params = import_params(labels="csv", csv="captchas/labels.csv")
+    import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
+    assert sorted(row["text"] for row in read_manifest(tmp_path / "out")) == [
+        f"K{index}X{index}" for index in range(6)
+    ]
+
+
+def test_split_is_reproducible_and_stable_when_files_are_added(folder: Path, tmp_path: Path):
+    params = import_params(val_fraction=0.25, test_fraction=0.25)
+
+    def splits(out: Path) -> dict[str, str]:
+        import_dataset(params.data, params.import_, out, root=tmp_path)
+        return {row["original"]: row["split"] for row in read_manifest(out)}
+
+    first, again = splits(tmp_path / "a"), splits(tmp_path / "b")
+    assert first == again
+    for index in range(10):
+        (folder / f"NEW{index}.png").write_bytes(image_bytes("", "PNG"))
+    grown = splits(tmp_path / "c")
+    assert {path: grown[path] for path in first} == first
+
+
+def test_imported_and_generated_round_trip_through_convert(tiny_dataset, folder, tmp_path):
+    params = import_params()
+    import_dataset(params.data, params.import_, tmp_path / "imported", root=tmp_path)
+    info = convert([tiny_dataset["raw"], tmp_path / "imported"], tmp_path / "tf", TFRecordParams())
+    assert info.source == "mixed"
+    assert sum(info.counts.values()) == 256 + 12
+    spec = InputSpec(info.image_height, info.image_width, 1, info.max_length)
+    texts = {
+        (example["source"].numpy().decode(), example["text"].numpy().decode())
+        for split in ("train", "val", "test")
+        for example in read_examples(tmp_path / "tf", info, split, spec)
+    }
+    manifest = {
+        (row["source"], row["text"])
+        for folder_ in (tiny_dataset["raw"], tmp_path / "imported")
+        for row in read_manifest(folder_)
+    }
+    assert texts == manifest
+
+
+def test_import_stage_reports_a_missing_folder(tmp_path: Path):
+    params = write_params(
+        tmp_path / "params.yaml", {"data": {"source": "imported"}, "import": {"path": "nowhere"}}
+    )
+    with pytest.raises(SystemExit, match=r"import.path: .*nowhere is not a folder"):
+        import_captchas.main(["--params", str(params), "--out", str(tmp_path / "out")])
+
+
+def test_generated_source_imports_nothing(tmp_path: Path):
+    params = parse_params(tiny_params())
+    stats = import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
+    assert stats["imported"] == 0 and read_manifest(tmp_path / "out") == []
