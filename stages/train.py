@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from captcha_ocr.params import load_params_or_exit
@@ -13,6 +14,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, default=Path("data/tfrecords"))
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=Path(".checkpoints/train"),
+        help="state kept between epochs, so an interrupted run resumes",
+    )
     parser.add_argument("--metrics", type=Path, default=Path("metrics/train.json"))
     parser.add_argument("--history", type=Path, default=Path("plots/train/history.csv"))
     args = parser.parse_args(argv)
@@ -20,7 +27,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from captcha_ocr.training import TrainOutputs, train
 
-    train(params, args.data, TrainOutputs(args.model_dir, args.metrics, args.history))
+    outputs = TrainOutputs(args.model_dir, args.metrics, args.history, args.checkpoints)
+    try:
+        train(params, args.data, outputs)
+    except KeyboardInterrupt:
+        print(
+            f"train: interrupted; run it again to resume after the last finished epoch "
+            f"(state in {args.checkpoints})",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

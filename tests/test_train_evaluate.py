@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -15,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from captcha_ocr import tracking
 from captcha_ocr.params import MLflowParams
 from stages import evaluate, train
+from tests.conftest import REPO_ROOT, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +30,8 @@ def stage_args(tiny_dataset, root: Path) -> dict[str, list[str]]:
             *common,
             "--model-dir",
             str(root / "models"),
+            "--checkpoints",
+            str(root / ".checkpoints" / "train"),
             "--metrics",
             str(root / "metrics" / "train.json"),
             "--history",
@@ -116,10 +122,43 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow)
     assert sum(value for key, value in metrics.items() if key.startswith("errors/")) == sum(
         scores["char_errors"].values()
     )
+    assert metrics["test/position_1_accuracy"] == scores["position_accuracy"]["1"]
+    assert "test/mean_confidence_wrong" in metrics and "test/case_confusions" in metrics
+    # what the callbacks did
+    assert metrics["callbacks/checkpoint_best_epoch"] == trained["best_epoch"]
+    assert "callbacks/lr_reductions" in metrics and "callbacks/stopped_epoch" in metrics
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
     assert {"callbacks.json", "training_log.csv", "plots", "evaluate"} <= artifacts
     evaluate_artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "evaluate")}
-    assert "evaluate/char_errors.csv" in evaluate_artifacts
+    for table in (
+        "char_errors",
+        "confusions",
+        "confusion_matrix",
+        "per_position",
+        "per_length",
+        "predictions",
+    ):
+        assert f"evaluate/{table}.csv" in evaluate_artifacts, table
+    images = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
+    assert images == {
+        f"plots/{name}.png"
+        for name in ("training_curves", "char_errors", "confusion_heatmap", "mistakes")
+    }
+    # the data, as an MLflow dataset input with its content hash and counts
+    inputs = run.inputs.dataset_inputs
+    contexts = {
+        tag.value for entry in inputs for tag in entry.tags if tag.key == "mlflow.data.context"
+    }
+    assert contexts == {"training"}
+    info = json.loads((tiny_dataset["tfrecords"] / "data_info.json").read_text())
+    assert inputs[0].dataset.name == "captchas-generated-36sym-4ch-96x32"
+    assert any(tag.key == "n_train" and tag.value == "160" for tag in inputs[0].tags)
+    assert tags[tracking.TAG_DATA_HASH].startswith(inputs[0].dataset.digest)
+    assert info["splits"]["train"]["sha256"]
+    # the model is registered, and being the first, it is the champion
+    champion = client.get_model_version_by_alias("captcha-ocr", "champion")
+    assert champion.run_id == run.info.run_id
+    assert float(champion.tags["test_sequence_accuracy"]) == scores["sequence_accuracy"]
     callbacks = json.loads(
         Path(client.download_artifacts(run.info.run_id, "callbacks.json", str(root))).read_text()
     )
@@ -199,3 +238,51 @@ def test_environment_tracking_uri_wins_over_params(monkeypatch, tmp_path):
     uri, artifacts = tracking.resolve_tracking(MLflowParams(), tmp_path)
     assert uri == f"sqlite:///{tmp_path.resolve() / 'mlruns' / 'mlflow.db'}"
     assert artifacts == (tmp_path.resolve() / "mlruns" / "artifacts").as_uri()
+
+
+def test_interrupted_training_resumes_from_its_last_epoch(tiny_dataset, isolated_mlflow):
+    root = isolated_mlflow
+    params = write_params(root / "params.yaml", {"train": {"epochs": 6}})
+    args = stage_args(tiny_dataset, root)["train"]
+    args[args.index("--params") + 1] = str(params)
+    metadata = root / ".checkpoints" / "train" / "backup" / "training_metadata.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # Given a train stage stopped by SIGTERM once it has finished an epoch
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "stages" / "train.py"), *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not metadata.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metadata.exists(), process.communicate()[0]
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode != 0, output
+    done = json.loads(metadata.read_text())["epoch"]
+    assert 1 <= done < 6, output
+    assert not (root / "models").exists()  # no half-written output
+    client = store_client(root)
+    experiment = client.get_experiment_by_name("captcha-ocr").experiment_id
+    (killed,) = client.search_runs([experiment])
+    assert killed.info.status == "KILLED"
+
+    # When the stage runs again
+    assert train.main(args) == 0
+    # Then it resumed after the finished epochs and completed the rest
+    history = pd.read_csv(root / "plots" / "train" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    runs = client.search_runs([experiment], order_by=["attributes.start_time DESC"])
+    resumed = runs[0]
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.tags["resumed_after_epoch"] == str(done)
+    assert resumed.data.tags["resumed_from_run"] == killed.info.run_id
+    # with the whole curve, the epochs before the interruption included
+    steps = [m.step for m in client.get_metric_history(resumed.info.run_id, "val_loss")]
+    assert sorted(steps) == [1, 2, 3, 4, 5, 6]
+    # and the checkpoint state is gone once training has finished
+    assert not (root / ".checkpoints" / "train").exists()

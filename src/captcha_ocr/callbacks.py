@@ -7,15 +7,23 @@ before the ones that read them (EarlyStopping, checkpoints, CSV, MLflow).
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 import keras
+import pandas as pd
 import tensorflow as tf
 
 from captcha_ocr.charsets import Charset
 from captcha_ocr.metrics import evaluate_texts
 from captcha_ocr.prediction import predict_batches
+
+
+def monitor_mode(monitor: str) -> str:
+    """'max' for accuracies, 'min' for losses and error rates; set explicitly on
+    every callback so that they all agree on what "better" means."""
+    return "max" if "acc" in monitor else "min"
 
 
 class SequenceAccuracy(keras.callbacks.Callback):
@@ -80,3 +88,91 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         from captcha_ocr.tracking import finite_metrics
 
         mlflow.log_metrics(finite_metrics(logs or {}), step=epoch + 1)
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """Learning rate by step: linear warmup to the peak, then cosine decay to 1% of it.
+
+    It sets the rate before every batch, and composes with ReduceLROnPlateau: when
+    that callback has lowered the rate since the last batch, the lowering is kept
+    as a factor on the rest of the schedule. (A keras LearningRateSchedule would
+    refuse ReduceLROnPlateau's changes.)
+    """
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0) -> None:
+        super().__init__()
+        self.peak = peak
+        self.total_steps = max(1, total_steps)
+        self.warmup_steps = warmup_steps
+        self.scale = 1.0
+        self._last: float | None = None
+
+    def rate(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.peak * (step + 1) / self.warmup_steps
+        progress = min(
+            1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        )
+        return self.peak * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        optimizer = self.model.optimizer
+        current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        if self._last is not None and current < self._last * (1 - 1e-6):
+            self.scale *= current / self._last  # ReduceLROnPlateau stepped in
+        step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        self._last = self.scale * self.rate(step)
+        optimizer.learning_rate = self._last
+
+
+class RecordedReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that keeps a record of each reduction (epoch from 1, from, to):
+    the learning-rate history alone cannot tell them from a schedule's decay."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reductions: list[dict[str, float]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        before = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        super().on_epoch_end(epoch, logs)
+        after = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        if after < before:
+            self.reductions.append({"after_epoch": epoch + 1, "from": before, "to": after})
+
+
+class ResumeState(keras.callbacks.Callback):
+    """After a resume, puts back what the earlier epochs taught the monitoring
+    callbacks (best value, best epoch, patience used up), which their own
+    on_train_begin resets. Must come after them in the callback list.
+
+    history: the CSV log of the finished epochs, `epoch` counted from 0.
+    """
+
+    def __init__(self, history: pd.DataFrame, monitored: list[keras.callbacks.Callback]) -> None:
+        super().__init__()
+        self.history = history
+        self.monitored = monitored
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        last = int(self.history["epoch"].max())
+        for callback in self.monitored:
+            values = self.history.get(callback.monitor)
+            if values is None or values.isna().all():
+                continue
+            higher_is_better = monitor_mode(callback.monitor) == "max"
+            best_row = int(values.idxmax() if higher_is_better else values.idxmin())
+            best_epoch = int(self.history["epoch"].iloc[best_row])
+            callback.best = float(values.iloc[best_row])
+            if isinstance(callback, keras.callbacks.EarlyStopping):
+                callback.best_epoch = best_epoch
+                callback.wait = last - best_epoch
+            elif isinstance(callback, keras.callbacks.ReduceLROnPlateau):
+                # Patience restarts at each improvement and at each reduction.
+                rates = self.history["learning_rate"].to_numpy()
+                changes = [
+                    int(self.history["epoch"].iloc[i]) - 1
+                    for i in range(1, len(rates))
+                    if rates[i] < rates[i - 1]
+                ]
+                callback.wait = last - max([best_epoch, *changes])

@@ -58,7 +58,27 @@ def ctc_beam_search(logits: np.ndarray, beam_width: int) -> Decoded:
     return Decoded(ids=ids, confidence=confidence)
 
 
-def decode(logits: np.ndarray, strategy: str = "greedy", beam_width: int = 10) -> Decoded:
+def per_position(logits: np.ndarray) -> Decoded:
+    """Multi-head models: the best class at each position; 0 (padding) reads as nothing."""
+    if logits.ndim != 3:
+        raise ValueError(
+            f"expected logits of shape (batch, positions, classes), got {logits.shape}"
+        )
+    probabilities = softmax(logits.astype(np.float64))
+    best = probabilities.argmax(axis=-1)
+    confidence = np.exp(np.log(probabilities.max(axis=-1)).sum(axis=-1))
+    ids = [[int(i) for i in row if i != BLANK_ID] for row in best]
+    return Decoded(ids=ids, confidence=confidence)
+
+
+def decode(
+    logits: np.ndarray, kind: str = "ctc", strategy: str = "greedy", beam_width: int = 10
+) -> Decoded:
+    """kind: "ctc" (greedy or beam search) or "per_position" (models.KINDS)."""
+    if kind == "per_position":
+        return per_position(logits)
+    if kind != "ctc":
+        raise ValueError(f"unknown output kind {kind!r}")
     if strategy == "greedy":
         return ctc_greedy(logits)
     if strategy == "beam_search":

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from captcha_ocr.charsets import Charset
 from captcha_ocr.decoding import decode
+from captcha_ocr.models import kind_of
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,13 @@ def predict_batches(
     beam_width: int = 10,
 ) -> Predictions:
     """Batches of dicts with `image` and `label` (ids), plus optional `id`."""
+    kind = kind_of(model)
     texts: list[str] = []
     truths: list[str] = []
     ids: list[str] = []
     confidences: list[np.ndarray] = []
     for batch in batches:
-        decoded = decode(predict_logits(model, batch["image"]), decoder, beam_width)
+        decoded = decode(predict_logits(model, batch["image"]), kind, decoder, beam_width)
         texts.extend(charset.decode(row) for row in decoded.ids)
         truths.extend(charset.decode(row) for row in batch["label"].numpy())
         confidences.append(decoded.confidence)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
+import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,16 +15,25 @@ import pandas as pd
 
 from captcha_ocr import plots, tracking
 from captcha_ocr.atomic import atomic_dir, atomic_file, write_json
-from captcha_ocr.callbacks import EpochStats, MlflowEpochLogger, SequenceAccuracy
+from captcha_ocr.augmentation import augmenter
+from captcha_ocr.callbacks import (
+    CosineSchedule,
+    EpochStats,
+    MlflowEpochLogger,
+    RecordedReduceLROnPlateau,
+    ResumeState,
+    SequenceAccuracy,
+    monitor_mode,
+)
 from captcha_ocr.charsets import Charset
+from captcha_ocr.checkpoints import CSV_LOG, Checkpoints, fingerprint
 from captcha_ocr.data import InputSpec, inference_dataset, input_spec, training_dataset
 from captcha_ocr.dataset_info import DataInfo, read_data_info
-from captcha_ocr.models import build_model
+from captcha_ocr.models import build_model, kind_of
 from captcha_ocr.params import Params, TrainParams, flatten
 from captcha_ocr.progress import interactive
 
 MODEL_FILE = "model.keras"
-CSV_LOG = "training_log.csv"
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class TrainOutputs:
     model_dir: Path  # model.keras (the best epoch), mlflow_run.json, training_log.csv
     metrics: Path  # JSON for `dvc metrics`
     history: Path  # CSV for `dvc plots`, one row per epoch
+    checkpoints: Path = Path(".checkpoints/train")  # state for resuming; not a DVC output
 
 
 def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
@@ -48,14 +59,16 @@ def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
     return keras.optimizers.RMSprop(**common)
 
 
-def monitor_mode(monitor: str) -> str:
-    """'max' for accuracies, 'min' for losses and error rates; set explicitly on
-    every callback so that they all agree on what "better" means."""
-    return "max" if "acc" in monitor else "min"
+def loss_for(model: keras.Model) -> keras.losses.Loss:
+    """CTC over time steps, or cross-entropy per position (equal weights) for
+    multi-head models; both take the same padded label ids."""
+    if kind_of(model) == "ctc":
+        return keras.losses.CTC()
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def compile_model(model: keras.Model, params: TrainParams) -> None:
-    model.compile(optimizer=make_optimizer(params), loss=keras.losses.CTC())
+    model.compile(optimizer=make_optimizer(params), loss=loss_for(model))
 
 
 def make_callbacks(
@@ -67,11 +80,17 @@ def make_callbacks(
     samples_per_epoch: int,
 ) -> dict[str, keras.callbacks.Callback]:
     """The callbacks in the order Keras must run them (see callbacks.py)."""
-    callbacks: dict[str, keras.callbacks.Callback] = {
-        "sequence_accuracy": SequenceAccuracy(val_batches, charset),
-        "epoch_stats": EpochStats(samples_per_epoch),
-        "terminate_on_nan": keras.callbacks.TerminateOnNaN(),
-    }
+    callbacks: dict[str, keras.callbacks.Callback] = {}
+    if params.lr_schedule == "cosine":
+        steps_per_epoch = math.ceil(samples_per_epoch / params.batch_size)
+        callbacks["cosine_schedule"] = CosineSchedule(
+            params.learning_rate,
+            total_steps=params.epochs * steps_per_epoch,
+            warmup_steps=round(params.warmup_epochs * steps_per_epoch),
+        )
+    callbacks["sequence_accuracy"] = SequenceAccuracy(val_batches, charset)
+    callbacks["epoch_stats"] = EpochStats(samples_per_epoch)
+    callbacks["terminate_on_nan"] = keras.callbacks.TerminateOnNaN()
     stopping = params.early_stopping
     if stopping.enabled:
         callbacks["early_stopping"] = keras.callbacks.EarlyStopping(
@@ -84,7 +103,7 @@ def make_callbacks(
         )
     reduce = params.reduce_lr
     if reduce.enabled:
-        callbacks["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
+        callbacks["reduce_lr"] = RecordedReduceLROnPlateau(
             monitor=reduce.monitor,
             mode=monitor_mode(reduce.monitor),
             factor=reduce.factor,
@@ -99,8 +118,8 @@ def make_callbacks(
         save_best_only=True,
         verbose=0,
     )
-    callbacks["csv_logger"] = keras.callbacks.CSVLogger(str(csv_log_path))
-    callbacks["mlflow"] = MlflowEpochLogger()
+    # append: a resumed run continues the log of the epochs before the interruption.
+    callbacks["csv_logger"] = keras.callbacks.CSVLogger(str(csv_log_path), append=True)
     return callbacks
 
 
@@ -136,15 +155,10 @@ def summarize_callbacks(
         }
 
     if "reduce_lr" in callbacks:
-        # Rates in effect during each epoch, then the rate after the last one:
-        # a drop between two of them is a reduction at the end of that epoch.
-        rates = [*history["learning_rate"].tolist(), final_learning_rate]
-        reductions = [
-            {"after_epoch": int(history["epoch"].iloc[index]), "from": before, "to": after}
-            for index, (before, after) in enumerate(itertools.pairwise(rates))
-            if after < before * (1 - 1e-6)
-        ]
-        summary["reduce_lr"] = {"monitor": params.reduce_lr.monitor, "reductions": reductions}
+        summary["reduce_lr"] = {
+            "monitor": params.reduce_lr.monitor,
+            "reductions": callbacks["reduce_lr"].reductions,
+        }
     summary["final_learning_rate"] = final_learning_rate
     return summary
 
@@ -163,9 +177,15 @@ def fit(
     tfrecord_dir: Path,
     info: DataInfo,
     spec: InputSpec,
-    work_dir: Path,
+    checkpoints: Checkpoints,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> FitResult:
-    """Fit with every callback; the model file ends as the best epoch's model."""
+    """Fit with every callback; the result's model is the best epoch's.
+
+    checkpoints must be prepared (Checkpoints.prepare); when it holds finished
+    epochs, training resumes after them. extra_callbacks run last, when the
+    epoch's logs are complete (MLflow logging).
+    """
     charset = info.charset_map()
     train_batches = training_dataset(
         tfrecord_dir,
@@ -177,6 +197,7 @@ def fit(
         seed=params.seed,
         shuffle_buffer=params.shuffle_buffer,
         cache=params.cache,
+        augment=augmenter(params.augment, seed=params.seed),
     )
     val_batches = training_dataset(
         tfrecord_dir,
@@ -188,31 +209,51 @@ def fit(
         cache=params.cache,
     )
     val_inference = inference_dataset(tfrecord_dir, info, "val", spec, batch_size=256)
-    checkpoint = work_dir / MODEL_FILE
     callbacks = make_callbacks(
-        params, val_inference, charset, checkpoint, work_dir / CSV_LOG, info.counts["train"]
+        params,
+        val_inference,
+        charset,
+        checkpoints.best_model,
+        checkpoints.csv_log,
+        info.counts["train"],
     )
+    earlier = checkpoints.history()
+    resume = []
+    if len(earlier):
+        monitored = [
+            callbacks[name]
+            for name in ("early_stopping", "reduce_lr", "checkpoint")
+            if name in callbacks
+        ]
+        resume = [ResumeState(earlier, monitored)]
+        print(f"train: resuming after epoch {len(earlier)} from {checkpoints.folder}")
     compile_model(model, params)
     started = time.perf_counter()
-    keras_history = model.fit(
+    model.fit(
         train_batches,
         validation_data=val_batches,
         epochs=params.epochs,
         shuffle=False,  # the tf.data pipeline shuffles
-        callbacks=list(callbacks.values()),
+        # BackupAndRestore last: an epoch counts as done once everything else saw it.
+        callbacks=[
+            *callbacks.values(),
+            *resume,
+            *(extra_callbacks or []),
+            keras.callbacks.BackupAndRestore(str(checkpoints.backup_dir)),
+        ],
         verbose="auto" if interactive() else 2,
     )
     seconds = time.perf_counter() - started
-    history = pd.DataFrame(keras_history.history)
-    history.insert(0, "epoch", np.arange(1, len(history) + 1))
-    if not checkpoint.exists():
+    history = checkpoints.history()
+    history["epoch"] = history["epoch"] + 1  # Keras counts from 0; everything we log from 1
+    if not checkpoints.best_model.exists():
         raise RuntimeError(
             f"no checkpoint was written: train.checkpoint.monitor "
-            f"({params.checkpoint.monitor}) was never a finite number; see {work_dir / CSV_LOG}"
+            f"({params.checkpoint.monitor}) was never a finite number; see {checkpoints.csv_log}"
         )
     final_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     summary = summarize_callbacks(params, history, callbacks, final_rate)
-    best_model = keras.models.load_model(checkpoint)
+    best_model = keras.models.load_model(checkpoints.best_model)
     return FitResult(model=best_model, history=history, callbacks=summary, seconds=seconds)
 
 
@@ -224,7 +265,9 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
     info = read_data_info(tfrecord_dir)
     spec = input_spec(info, params.model)
     keras.utils.set_random_seed(params.train.seed)
-    model = build_model(params.model, spec, num_symbols=len(info.charset))
+    model = build_model(
+        params.model, spec, num_symbols=len(info.charset), min_length=info.min_length
+    )
 
     experiment_id = tracking.configure(params.mlflow)
     with (
@@ -243,9 +286,24 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
             {k: v for k, v in flatten(params).items() if not k.startswith("evaluate.")}
         )
         mlflow.log_params(data_params(info))
+        tracking.log_dataset(info, tfrecord_dir, context="training")
         mlflow.log_param("model.parameters", model.count_params())
 
-        result = fit(model, params.train, tfrecord_dir, info, spec, work_dir)
+        checkpoints = Checkpoints(
+            outputs.checkpoints,
+            fingerprint(params.model, params.train, info.content_hash()),
+        )
+        done, interrupted_run = checkpoints.prepare(params.train.resume, run.info.run_id)
+        if done:
+            mlflow.set_tags(
+                {"resumed_after_epoch": str(done), "resumed_from_run": str(interrupted_run)}
+            )
+            log_history(checkpoints.history())  # the new run shows the whole curve
+        result = fit(
+            model, params.train, tfrecord_dir, info, spec, checkpoints, [MlflowEpochLogger()]
+        )
+        shutil.copy2(checkpoints.best_model, work_dir / MODEL_FILE)
+        shutil.copy2(checkpoints.csv_log, work_dir / CSV_LOG)
 
         metrics = train_metrics(result, info)
         mlflow.log_metrics(tracking.finite_metrics(metrics))
@@ -262,8 +320,18 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
         with atomic_file(outputs.history, "w", encoding="utf-8", newline="") as stream:
             result.history.to_csv(stream, index=False)
         tracking.write_run_reference(work_dir / tracking.RUN_FILE, run, mlflow.get_tracking_uri())
+    checkpoints.clear()  # finished: nothing left to resume
     _print_summary(metrics, result.callbacks)
     return metrics
+
+
+def log_history(history: pd.DataFrame) -> None:
+    """Log epochs of a CSV log (epoch from 0) as MLflow metrics at steps from 1."""
+    import mlflow
+
+    for row in history.to_dict("records"):
+        epoch = int(row.pop("epoch"))
+        mlflow.log_metrics(tracking.finite_metrics(row), step=epoch + 1)
 
 
 def data_params(info: DataInfo) -> dict[str, Any]:

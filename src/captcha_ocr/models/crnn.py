@@ -15,7 +15,7 @@ from captcha_ocr.params import CRNNParams
 
 
 def time_steps(spec: InputSpec, params: CRNNParams) -> int:
-    steps = spec.width
+    steps = spec.width // 2 if params.stem_filters else spec.width
     for pool_width in params.pool_widths:
         steps //= pool_width
     return steps
@@ -32,7 +32,7 @@ def check_fits(spec: InputSpec, params: CRNNParams) -> None:
             f"for input width {spec.width}, but labels of {spec.max_length} characters need "
             f"at least {needed}; pool less along the width or widen the input"
         )
-    if spec.height >> len(params.conv_filters) < 1:
+    if spec.height >> (len(params.conv_filters) + bool(params.stem_filters)) < 1:
         raise ValueError(
             f"model.crnn_ctc.conv_filters: {len(params.conv_filters)} blocks each halve the "
             f"height, too many for input height {spec.height}"
@@ -44,6 +44,14 @@ def build_crnn(spec: InputSpec, params: CRNNParams, num_classes: int) -> keras.M
     check_fits(spec, params)
     inputs = keras.Input(shape=spec.shape, name="image")
     x = inputs
+    if params.stem_filters:
+        # A strided conv reads the full-resolution pixels and halves both sides:
+        # cheaper than resizing the input down, and it keeps fine shape (0 vs O).
+        x = layers.Conv2D(
+            params.stem_filters, 3, strides=2, padding="same", use_bias=False, name="stem"
+        )(x)
+        x = layers.BatchNormalization(name="bn_stem")(x)
+        x = layers.ReLU(name="relu_stem")(x)
     for block, (filters, pool_width) in enumerate(
         zip(params.conv_filters, params.pool_widths, strict=True)
     ):

@@ -1,0 +1,134 @@
+"""Time to accuracy: train one configuration on prepared TFRecords under a wall-clock
+budget, recording validation whole-captcha accuracy against seconds, then score the
+best epoch on the test split.
+
+    python bench/time_to_accuracy.py --data data/tfrecords --budget 600 \\
+        --name small_input --set model.input_height=32 --set model.input_width=96
+
+Uses the pipeline's own training code (captcha_ocr.training.fit), so the curve is
+what `dvc repro` would do with those params. Appends to
+bench/results/time_to_accuracy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import yaml
+
+from captcha_ocr.checkpoints import Checkpoints
+from captcha_ocr.data import inference_dataset, input_spec
+from captcha_ocr.dataset_info import read_data_info
+from captcha_ocr.metrics import evaluate_texts
+from captcha_ocr.models import build_model
+from captcha_ocr.params import load_params, parse_params
+from captcha_ocr.prediction import predict_batches
+from captcha_ocr.training import fit
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class WallClock(keras.callbacks.Callback):
+    """Records (seconds since training began, validation accuracy) per epoch and
+    stops training once the budget is spent."""
+
+    def __init__(self, budget_seconds: float) -> None:
+        super().__init__()
+        self.budget = budget_seconds
+        self.curve: list[dict[str, float]] = []
+        self._started = 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        elapsed = time.perf_counter() - self._started
+        self.curve.append(
+            {
+                "epoch": epoch + 1,
+                "seconds": round(elapsed, 1),
+                "val_sequence_accuracy": round(float(logs.get("val_sequence_accuracy", 0)), 4),
+                "val_loss": round(float(logs.get("val_loss", 0)), 4),
+                "learning_rate": float(logs.get("learning_rate", 0)),
+            }
+        )
+        print(f"  {self.curve[-1]}", flush=True)
+        if elapsed > self.budget:
+            self.model.stop_training = True
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`section.key=value` as `dvc exp run -S` takes them; values parsed as YAML."""
+    for item in overrides:
+        key, _, value = item.partition("=")
+        node = raw
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="TFRecord folder")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--budget", type=float, default=600.0, help="training seconds")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--out", type=Path, default=RESULTS / "time_to_accuracy.json")
+    args = parser.parse_args(argv)
+
+    raw = load_params(args.params).model_dump()
+    params = parse_params(apply_overrides(raw, args.overrides))
+    info = read_data_info(args.data)
+    spec = input_spec(info, params.model)
+    keras.utils.set_random_seed(params.train.seed)
+    model = build_model(params.model, spec, len(info.charset), min_length=info.min_length)
+    clock = WallClock(args.budget)
+    print(f"{args.name}: {model.count_params()} parameters, input {spec.shape}", flush=True)
+    with tempfile.TemporaryDirectory() as work_dir:
+        checkpoints = Checkpoints(work_dir, fingerprint="bench")
+        checkpoints.prepare(resume=False, run_id="")
+        result = fit(model, params.train, args.data, info, spec, checkpoints, [clock])
+    batches = inference_dataset(args.data, info, "test", spec, batch_size=256)
+    predictions = predict_batches(result.model, batches, info.charset_map())
+    scores = evaluate_texts(predictions.truths, predictions.texts, charset=info.charset)
+    top = scores.confusions.head(8)
+    entry = {
+        "overrides": args.overrides,
+        "parameters": int(model.count_params()),
+        "input": list(spec.shape),
+        "n_train": info.counts["train"],
+        "budget_seconds": args.budget,
+        "train_seconds": round(result.seconds, 1),
+        "best_epoch": result.callbacks.get("checkpoint", {}).get("best_epoch"),
+        "test_sequence_accuracy": scores.summary["sequence_accuracy"],
+        "test_character_accuracy": scores.summary["character_accuracy"],
+        "test_length_accuracy": scores.summary["length_accuracy"],
+        "n_test": scores.summary["n_test"],
+        "top_confusions": [
+            f"{r.actual or '-'}>{r.predicted or '-'} x{r.count}" for r in top.itertuples()
+        ],
+        "curve": clock.curve,
+    }
+    print(json.dumps({k: v for k, v in entry.items() if k != "curve"}, indent=1))
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results[args.name] = entry
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
