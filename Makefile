@@ -8,7 +8,7 @@ RUN := PATH="$(BIN):$$PATH" TF_CPP_MIN_LOG_LEVEL=2
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test lint format ui plots lock clean
+.PHONY: help venv repro test lint format ui plots compare lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -42,8 +42,12 @@ ui: venv  ## MLflow UI on http://127.0.0.1:$(UI_PORT) over the project's store
 	$(RUN) $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
-plots: venv  ## dvc plots show (writes dvc_plots/index.html)
-	$(RUN) $(BIN)/dvc plots show
+plots: venv  ## dvc plots show -> dvc_plots/index.html, rendered offline (vega inlined)
+	$(RUN) $(BIN)/python -m captcha_ocr.plot_template .dvc/plots/offline.html
+	$(RUN) $(BIN)/dvc plots show --html-template .dvc/plots/offline.html
+
+compare: venv  ## the MLflow runs of the experiment, best first (ARGS="--markdown")
+	@$(RUN) $(BIN)/python -m captcha_ocr.compare $(ARGS)
 
 lock: venv  ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \

@@ -28,6 +28,7 @@ PROJECT_FILES = [
     ".dvc/config",
     ".dvc/.gitignore",
     "mlruns/.gitignore",
+    "captchas",
     "stages",
     "src",
 ]
@@ -76,7 +77,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     started = time.perf_counter()
     first = run([str(BIN / "dvc"), "repro"], root, env)
     print(f"dvc repro on tiny params: {time.perf_counter() - started:.1f} s")
-    for stage in ("generate", "tfrecord-convert", "train", "evaluate"):
+    for stage in ("generate", "import", "tfrecord-convert", "train", "evaluate"):
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
     return root, env
 
@@ -182,3 +183,112 @@ def test_experiment_gets_its_own_run_named_after_it(project):
     assert newest.info.run_name in exp_names
     assert newest.data.tags[tracking.TAG_DVC_EXPERIMENT] == newest.info.run_name
     assert newest.data.params["train.epochs"] == "1"
+
+
+def test_queued_experiments_each_log_a_run_in_the_workspace_store(project):
+    # Given two experiments queued with different values
+    root, env = project
+    for rate in ("0.0025", "0.0035"):
+        run(
+            [str(BIN / "dvc"), "exp", "run", "--queue", "-S", f"train.learning_rate={rate}"],
+            root,
+            env,
+        )
+    # When the queue runs them (each in a temporary copy under .dvc/tmp/exps)
+    run([str(BIN / "dvc"), "queue", "start", "--jobs", "1"], root, env)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        status = run([str(BIN / "dvc"), "queue", "status"], root, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert "Failed" not in status and "Queued" not in status and "Running" not in status, status
+    # Then each has its own finished MLflow run, named after it, in the workspace's store
+    names = set(run([str(BIN / "dvc"), "exp", "list", "--name-only"], root, env).stdout.split())
+    client = client_for(root)
+    experiment = client.get_experiment_by_name("captcha-ocr")
+    queued = [
+        r
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.params.get("train.learning_rate") in ("0.0025", "0.0035")
+    ]
+    assert len(queued) == 2, [r.info.run_name for r in queued]
+    for mlflow_run in queued:
+        assert mlflow_run.info.status == "FINISHED"
+        assert mlflow_run.info.run_name in names, (mlflow_run.info.run_name, names)
+        assert mlflow_run.data.tags[tracking.TAG_DVC_EXPERIMENT] == mlflow_run.info.run_name
+        assert "test/sequence_accuracy" in mlflow_run.data.metrics
+    # and dvc exp show lists them side by side with their params and metrics
+    table = run([str(BIN / "dvc"), "exp", "show", "--csv"], root, env).stdout
+    assert "train.learning_rate" in table and "sequence_accuracy" in table
+    for mlflow_run in queued:
+        assert mlflow_run.info.run_name in table
+
+
+def test_mlflow_ui_serves_the_run_its_metrics_and_artifacts(project):
+    import urllib.parse
+    import urllib.request
+
+    from tests.test_mlflow_server import free_port, running_server
+
+    root, _ = project
+    run_id = json.loads((root / "models" / tracking.RUN_FILE).read_text())["run_id"]
+    port = free_port()
+    command = [
+        str(BIN / "mlflow"),
+        "ui",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    with running_server(command, root / "ui.log", port) as url:
+
+        def get(endpoint: str, **query: str) -> bytes:
+            address = f"{url}{endpoint}"
+            if query:
+                address += f"?{urllib.parse.urlencode(query)}"
+            with urllib.request.urlopen(address, timeout=30) as response:
+                assert response.status == 200, address
+                return response.read()
+
+        assert b"<html" in get("/").lower()  # the UI itself
+        run_json = json.loads(get("/ajax-api/2.0/mlflow/runs/get", run_id=run_id))
+        metrics = {m["key"]: m["value"] for m in run_json["run"]["data"]["metrics"]}
+        assert {"test/sequence_accuracy", "val_loss", "learning_rate", "errors/A"} <= set(metrics)
+        history = json.loads(
+            get("/ajax-api/2.0/mlflow/metrics/get-history", run_id=run_id, metric_key="val_loss")
+        )
+        epochs = int(metrics["epochs_run"])
+        assert [m["step"] for m in history["metrics"]] == list(range(1, epochs + 1))
+        listed = json.loads(get("/ajax-api/2.0/mlflow/artifacts/list", run_id=run_id, path="plots"))
+        assert "plots/mistakes.png" in {f["path"] for f in listed["files"]}
+        png = get("/get-artifact", path="plots/confusion_heatmap.png", run_uuid=run_id)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        table = get("/get-artifact", path="evaluate/char_errors.csv", run_uuid=run_id)
+        assert table.startswith(b"char,occurrences,errors,accuracy")
+
+
+def test_offline_plots_page_loads_no_remote_script(project, tmp_path):
+    import re
+
+    from captcha_ocr import plot_template
+
+    root, env = project
+    template = tmp_path / "offline.html"
+    assert plot_template.main([str(template)]) == 0
+    out = tmp_path / "plots"
+    run(
+        [str(BIN / "dvc"), "plots", "show", "--html-template", str(template), "-o", str(out)],
+        root,
+        env,
+    )
+    page = (out / "index.html").read_text()
+    assert "vegaEmbed(" in page and "Errors per true character" in page
+    # every <script> is inline: nothing to fetch from a CDN
+    assert not re.findall(r"<script[^>]*\bsrc=", page), re.findall(r"<script[^>]*>", page)
+    assert "cdn.jsdelivr" not in page

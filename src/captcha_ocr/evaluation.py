@@ -12,17 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
+import pandas as pd
 
 from captcha_ocr import plots, tracking
-from captcha_ocr.atomic import atomic_file, write_json
-from captcha_ocr.data import InputSpec, inference_dataset
-from captcha_ocr.dataset_info import read_data_info
+from captcha_ocr.atomic import atomic_dir, write_json
+from captcha_ocr.data import InputSpec, inference_dataset, read_examples
+from captcha_ocr.dataset_info import DataInfo, read_data_info
 from captcha_ocr.metrics import MISSING, Evaluation, evaluate_texts
 from captcha_ocr.params import Params
 from captcha_ocr.prediction import predict_batches
 from captcha_ocr.training import MODEL_FILE
 
 NONE_SYMBOL = "∅"  # how tables show the missing side of an insertion or deletion
+GALLERY_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -52,31 +55,77 @@ def metrics_payload(evaluation: Evaluation) -> dict[str, Any]:
         key: (None if isinstance(value, float) and value != value else value)
         for key, value in evaluation.summary.items()
     }
-    return {**summary, "char_errors": evaluation.per_char["errors"].astype(int).to_dict()}
+    return {
+        **summary,
+        "position_accuracy": {
+            str(position): round(float(accuracy), 6)
+            for position, accuracy in evaluation.per_position["accuracy"].items()
+        },
+        "char_errors": evaluation.per_char["errors"].astype(int).to_dict(),
+    }
 
 
-def write_plot_tables(evaluation: Evaluation, plots_dir: Path) -> dict[str, Path]:
-    """Tables for `dvc plots` (CSV) and images (PNG); returns them by name."""
+def write_reports(
+    evaluation: Evaluation, plots_dir: Path, gallery: list[np.ndarray]
+) -> dict[str, str]:
+    """Tables (CSV) and images (PNG) for `dvc plots` and MLflow, written whole or not at
+    all; returns the file names by kind."""
     files = {
-        "char_errors": plots_dir / "char_errors.csv",
-        "confusions": plots_dir / "confusions.csv",
-        "misreads": plots_dir / "misreads.csv",
-        "predictions": plots_dir / "predictions.csv",
-        "char_errors_png": plots_dir / "char_errors.png",
+        "char_errors": "char_errors.csv",
+        "confusions": "confusions.csv",
+        "misreads": "misreads.csv",
+        "confusion_matrix": "confusion_matrix.csv",
+        "per_position": "per_position.csv",
+        "per_length": "per_length.csv",
+        "predictions": "predictions.csv",
+        "char_errors_png": "char_errors.png",
+        "confusion_png": "confusion_heatmap.png",
+        "mistakes_png": "mistakes.png",
     }
     confusions = evaluation.confusions.replace({MISSING: NONE_SYMBOL})
     # DVC's confusion template counts rows: one row per misread character.
     misreads = confusions.loc[confusions.index.repeat(confusions["count"]), ["actual", "predicted"]]
-    for name, frame in (
-        ("char_errors", evaluation.per_char.reset_index()),
-        ("confusions", confusions),
-        ("misreads", misreads),
-        ("predictions", evaluation.samples),
-    ):
-        with atomic_file(files[name], "w", encoding="utf-8", newline="") as stream:
-            frame.to_csv(stream, index=False)
-    plots.char_errors(evaluation.per_char, files["char_errors_png"])
+    matrix = evaluation.confusion_matrix.rename(
+        index={MISSING: NONE_SYMBOL}, columns={MISSING: NONE_SYMBOL}
+    )
+    tables = {
+        "char_errors": evaluation.per_char.reset_index(),
+        "confusions": confusions,
+        "misreads": misreads,
+        "confusion_matrix": matrix.reset_index(),
+        "per_position": evaluation.per_position.reset_index(),
+        "per_length": evaluation.per_length.reset_index(),
+        "predictions": evaluation.samples,
+    }
+    with atomic_dir(plots_dir) as scratch:
+        for name, frame in tables.items():
+            frame.to_csv(scratch / files[name], index=False)
+        plots.char_errors(evaluation.per_char, scratch / files["char_errors_png"])
+        plots.confusion_heatmap(evaluation.confusion_matrix, scratch / files["confusion_png"])
+        plots.mistakes_gallery(gallery, worst_mistakes(evaluation), scratch / files["mistakes_png"])
     return files
+
+
+def worst_mistakes(evaluation: Evaluation, count: int = GALLERY_SIZE) -> pd.DataFrame:
+    """The wrong answers the model was surest of: what a user should look at first."""
+    wrong = evaluation.samples[~evaluation.samples["correct"]]
+    return wrong.sort_values(["confidence", "id"], ascending=[False, True]).head(count)
+
+
+def gallery_images(
+    tfrecord_dir: Path, info: DataInfo, spec: InputSpec, ids: list[str]
+) -> list[np.ndarray]:
+    """The test images with these ids, in that order."""
+    wanted = set(ids)
+    found: dict[str, np.ndarray] = {}
+    if wanted:
+        for example in read_examples(tfrecord_dir, info, "test", spec):
+            image_id = example["id"].numpy().decode("utf-8")
+            if image_id in wanted:
+                found[image_id] = example["image"].numpy()
+                if len(found) == len(wanted):
+                    break
+    return [found[image_id] for image_id in ids]
 
 
 def evaluate(
@@ -115,10 +164,12 @@ def evaluate(
             charset=info.charset,
             ids=predictions.ids,
         )
-
+        gallery = gallery_images(
+            tfrecord_dir, info, spec, worst_mistakes(evaluation)["id"].tolist()
+        )
+        files = write_reports(evaluation, outputs.plots_dir, gallery)
         payload = metrics_payload(evaluation)
         write_json(outputs.metrics, payload)
-        files = write_plot_tables(evaluation, outputs.plots_dir)
 
         if not reopen:
             mlflow.set_tag(tracking.TAG_TRAIN_RUN, reference["run_id"])
@@ -127,18 +178,44 @@ def evaluate(
                 mlflow.set_tags(_user_tags(train_run.data.tags))
         mlflow.set_tag(tracking.TAG_PIPELINE_STAGE, "evaluate")
         mlflow.log_params(evaluate_params)
-        mlflow.log_metrics(
-            tracking.finite_metrics({f"test/{k}": v for k, v in evaluation.summary.items()})
-        )
-        mlflow.log_metrics(
-            {metric_key("errors", char): float(n) for char, n in payload["char_errors"].items()}
-        )
-        mlflow.log_artifact(str(outputs.metrics), artifact_path="evaluate")
-        for name in ("char_errors", "confusions", "predictions"):
-            mlflow.log_artifact(str(files[name]), artifact_path="evaluate")
-        mlflow.log_artifact(str(files["char_errors_png"]), artifact_path="plots")
+        if not reopen:  # the train run logged the dataset already
+            tracking.log_dataset(info, tfrecord_dir, context="evaluation")
+        log_evaluation(evaluation, payload, outputs, files)
+        if params.mlflow.registered_model:
+            # The model was logged by the train run, whichever run holds this evaluation.
+            tracking.register_champion(
+                reference["run_id"],
+                params.mlflow.registered_model,
+                evaluation.summary["sequence_accuracy"],
+            )
     _print_summary(evaluation)
     return payload
+
+
+def log_evaluation(
+    evaluation: Evaluation, payload: dict[str, Any], outputs: EvaluateOutputs, files: dict[str, str]
+) -> None:
+    """Test figures as metrics, tables as artifacts (evaluate/), images under plots/."""
+    import mlflow
+
+    mlflow.log_metrics(
+        tracking.finite_metrics({f"test/{k}": v for k, v in evaluation.summary.items()})
+    )
+    mlflow.log_metrics(
+        {metric_key("errors", char): float(n) for char, n in payload["char_errors"].items()}
+    )
+    mlflow.log_metrics(
+        tracking.finite_metrics(
+            {
+                f"test/position_{position}_accuracy": accuracy
+                for position, accuracy in evaluation.per_position["accuracy"].items()
+            }
+        )
+    )
+    mlflow.log_artifact(str(outputs.metrics), artifact_path="evaluate")
+    for file in files.values():
+        folder = "plots" if file.endswith(".png") else "evaluate"
+        mlflow.log_artifact(str(outputs.plots_dir / file), artifact_path=folder)
 
 
 def _find_run(run_id: str) -> Any | None:

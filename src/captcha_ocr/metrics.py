@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import sklearn.metrics
 
 MISSING = ""  # the empty side of an insertion or a deletion in an alignment
 
@@ -52,9 +53,41 @@ def align(truth: str, predicted: str) -> list[tuple[str, str]]:
 @dataclass(frozen=True)
 class Evaluation:
     summary: dict[str, float | int]
-    per_char: pd.DataFrame  # index: true char; columns: occurrences, errors, accuracy
-    confusions: pd.DataFrame  # columns: actual, predicted, count; most frequent first
-    samples: pd.DataFrame  # one row per sample: truth, predicted, correct, confidence, distance
+    per_char: pd.DataFrame  # index: true char; occurrences, errors, accuracy
+    confusions: pd.DataFrame  # actual, predicted, count; most frequent first
+    per_position: pd.DataFrame  # index: position (from 1); occurrences, errors, accuracy
+    per_length: pd.DataFrame  # index: true length; samples, correct, sequence_accuracy
+    confusion_matrix: pd.DataFrame  # rows actual, columns predicted, MISSING included
+    samples: pd.DataFrame  # per sample: id, truth, predicted, confidence, distance, correct
+
+
+def aligned_pairs(truths: Sequence[str], predictions: Sequence[str]) -> pd.DataFrame:
+    """One row per aligned pair: sample index, position in the truth (from 1; 0 for
+    an inserted character), actual, predicted."""
+    rows = []
+    for sample, (truth, predicted) in enumerate(zip(truths, predictions, strict=True)):
+        position = 0
+        for actual, read in align(truth, predicted):
+            if actual != MISSING:
+                position += 1
+            rows.append((sample, position if actual != MISSING else 0, actual, read))
+    return pd.DataFrame(rows, columns=["sample", "position", "actual", "predicted"])
+
+
+def _accuracy_table(frame: pd.DataFrame, by: str, index: list | None = None) -> pd.DataFrame:
+    """occurrences, errors and accuracy of the true characters in `frame`, grouped by `by`."""
+    wrong = frame["actual"] != frame["predicted"]
+    table = pd.DataFrame(
+        {
+            "occurrences": frame.groupby(by).size(),
+            "errors": frame[wrong].groupby(by).size(),
+        }
+    )
+    if index is not None:
+        table = table.reindex(index)
+    table = table.fillna(0).astype(int)
+    table["accuracy"] = 1.0 - table["errors"] / table["occurrences"].where(table["occurrences"] > 0)
+    return table
 
 
 def evaluate_texts(
@@ -66,7 +99,8 @@ def evaluate_texts(
 ) -> Evaluation:
     """Every score for aligned lists of true and predicted texts.
 
-    charset, when given, lists every symbol in per_char, those never misread too.
+    charset, when given, lists every symbol in per_char and the confusion matrix,
+    those never misread too.
     """
     if len(truths) != len(predictions):
         raise ValueError(f"{len(truths)} truths but {len(predictions)} predictions")
@@ -75,37 +109,37 @@ def evaluate_texts(
     if confidences is None:
         confidences = [float("nan")] * len(truths)
 
-    alignments = [
-        align(truth, predicted) for truth, predicted in zip(truths, predictions, strict=True)
-    ]
-    pairs = pd.DataFrame(
-        [pair for alignment in alignments for pair in alignment], columns=["actual", "predicted"]
-    )
+    pairs = aligned_pairs(truths, predictions)
     samples = pd.DataFrame(
         {
             "id": list(ids) if ids is not None else list(range(len(truths))),
             "truth": list(truths),
             "predicted": list(predictions),
             "confidence": np.asarray(confidences, dtype=float),
-            "distance": [sum(t != p for t, p in alignment) for alignment in alignments],
+            "distance": (pairs["actual"] != pairs["predicted"])
+            .groupby(pairs["sample"])
+            .sum()
+            .reindex(range(len(truths)), fill_value=0)
+            .to_numpy(),
         }
     )
     samples["correct"] = samples["truth"] == samples["predicted"]
 
     read = pairs[pairs["actual"] != MISSING]
-    occurrences = read.groupby("actual").size()
-    errors = read[read["actual"] != read["predicted"]].groupby("actual").size()
-    symbols = sorted(set(occurrences.index) | set(charset or ""))
-    per_char = pd.DataFrame(
+    symbols = sorted(set(read["actual"]) | set(charset or ""))
+    per_char = _accuracy_table(read, "actual", symbols)
+    per_char.index.name = "char"
+    per_position = _accuracy_table(read, "position")
+
+    lengths = samples["truth"].str.len()
+    per_length = pd.DataFrame(
         {
-            "occurrences": occurrences.reindex(symbols, fill_value=0),
-            "errors": errors.reindex(symbols, fill_value=0),
+            "samples": lengths.groupby(lengths).size(),
+            "correct": samples["correct"].groupby(lengths).sum(),
         }
     )
-    per_char.index.name = "char"
-    per_char["accuracy"] = 1.0 - per_char["errors"] / per_char["occurrences"].where(
-        per_char["occurrences"] > 0
-    )
+    per_length["sequence_accuracy"] = per_length["correct"] / per_length["samples"]
+    per_length.index.name = "length"
 
     wrong = pairs[pairs["actual"] != pairs["predicted"]]
     confusions = (
@@ -116,22 +150,40 @@ def evaluate_texts(
         .sort_values(["count", "actual", "predicted"], ascending=[False, True, True])
         .reset_index(drop=True)
     )
+    labels = [*sorted(set(symbols) | set(pairs["predicted"]) - {MISSING}), MISSING]
+    matrix = pd.DataFrame(
+        sklearn.metrics.confusion_matrix(pairs["actual"], pairs["predicted"], labels=labels),
+        index=pd.Index(labels, name="actual"),
+        columns=pd.Index(labels, name="predicted"),
+    )
 
-    total_chars = int(occurrences.sum())
+    total_chars = int(per_char["occurrences"].sum())
     correct = samples["correct"]
+    # Misreads that only change the case (a/A): telling them apart is the whole
+    # difficulty of a 62-symbol charset.
+    case_only = (wrong["actual"].str.lower() == wrong["predicted"].str.lower()) & (
+        wrong["actual"] != MISSING
+    )
     summary: dict[str, float | int] = {
         "sequence_accuracy": float(correct.mean()),
-        "character_accuracy": float(1.0 - errors.sum() / total_chars),
+        "character_accuracy": float(1.0 - per_char["errors"].sum() / total_chars),
         "character_error_rate": float(samples["distance"].sum() / total_chars),
-        "length_accuracy": float(
-            (samples["truth"].str.len() == samples["predicted"].str.len()).mean()
-        ),
+        "length_accuracy": float((lengths == samples["predicted"].str.len()).mean()),
         "n_test": len(samples),
         "n_wrong": int((~correct).sum()),
+        "case_confusions": int(case_only.sum()),
         "mean_confidence_correct": _mean_or_nan(samples.loc[correct, "confidence"]),
         "mean_confidence_wrong": _mean_or_nan(samples.loc[~correct, "confidence"]),
     }
-    return Evaluation(summary=summary, per_char=per_char, confusions=confusions, samples=samples)
+    return Evaluation(
+        summary=summary,
+        per_char=per_char,
+        confusions=confusions,
+        per_position=per_position,
+        per_length=per_length,
+        confusion_matrix=matrix,
+        samples=samples,
+    )
 
 
 def _mean_or_nan(values: pd.Series) -> float:

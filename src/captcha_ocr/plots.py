@@ -50,3 +50,59 @@ def char_errors(per_char: pd.DataFrame, path: Path) -> None:
     axis.set(title="test errors per true character", xlabel="character", ylabel="misread")
     axis.grid(axis="y", alpha=0.3)
     _save(figure, path)
+
+
+def confusion_heatmap(matrix: pd.DataFrame, path: Path, missing_label: str = "∅") -> None:
+    """Misreads only (the diagonal blanked), for the characters involved in any."""
+    import numpy as np
+
+    errors = matrix.to_numpy(dtype=float).copy()
+    np.fill_diagonal(errors[:, : min(errors.shape)], 0.0)
+    rows = errors.sum(axis=1) > 0
+    cols = errors.sum(axis=0) > 0
+    figure, axis = plt.subplots(figsize=(7, 6))
+    if not rows.any():
+        axis.text(0.5, 0.5, "no misreads", ha="center", va="center", fontsize=14)
+        axis.set_axis_off()
+    else:
+        shown = errors[np.ix_(rows, cols)]
+        image = axis.imshow(shown, cmap="Reds")
+        labels = [str(label) or missing_label for label in matrix.index]
+        columns = [str(label) or missing_label for label in matrix.columns]
+        axis.set_xticks(
+            range(shown.shape[1]), [c for c, keep in zip(columns, cols, strict=True) if keep]
+        )
+        axis.set_yticks(
+            range(shown.shape[0]), [r for r, keep in zip(labels, rows, strict=True) if keep]
+        )
+        axis.set(xlabel="predicted", ylabel="actual", title="misread characters (count)")
+        for (y, x), count in np.ndenumerate(shown):
+            if count:
+                axis.text(x, y, int(count), ha="center", va="center", fontsize=7)
+        figure.colorbar(image, ax=axis, shrink=0.8)
+    _save(figure, path)
+
+
+def mistakes_gallery(images: list, rows: pd.DataFrame, path: Path, columns: int = 4) -> None:
+    """The given mistakes as a grid: each image with truth, prediction and confidence.
+
+    images: arrays (height, width, channels) in [0, 1] or uint8, one per row of `rows`.
+    """
+    count = max(1, len(images))
+    grid_rows = (count + columns - 1) // columns
+    figure, axes = plt.subplots(
+        grid_rows, columns, figsize=(3.2 * columns, 1.5 * grid_rows), squeeze=False
+    )
+    for axis in axes.flat:
+        axis.set_axis_off()
+    for axis, image, row in zip(axes.flat, images, rows.itertuples(), strict=False):
+        axis.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+        axis.set_title(
+            f"{row.truth} → {row.predicted or '∅'}  ({row.confidence:.2f})",
+            fontsize=9,
+            color="darkred",
+        )
+    if not images:
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=14)
+    figure.suptitle("worst mistakes: truth → prediction (confidence)", fontsize=10)
+    _save(figure, path)

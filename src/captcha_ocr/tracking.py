@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import subprocess
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,6 +162,88 @@ def finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         for key, value in metrics.items()
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     }
+
+
+def log_dataset(info: Any, tfrecord_dir: Path, context: str) -> None:
+    """The data as an MLflow dataset input: name, content hash, where it lies, counts."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source twice and warns that a path matches both.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        source = resolve_dataset_source(str(Path(tfrecord_dir).resolve()))
+    dataset = MetaDataset(
+        source=source,
+        name=f"captchas-{info.source}-{len(info.charset)}sym-"
+        + (
+            f"{info.min_length}"
+            if info.min_length == info.max_length
+            else f"{info.min_length}to{info.max_length}"
+        )
+        + f"ch-{info.image_width}x{info.image_height}",
+        digest=info.content_hash()[:16],
+    )
+    counts = {f"n_{split}": str(count) for split, count in info.counts.items()}
+    mlflow.log_input(dataset, context=context, tags={**counts, "charset": info.charset})
+
+
+CHAMPION = "champion"
+CHAMPION_METRIC = "test_sequence_accuracy"
+
+
+def register_champion(train_run_id: str, registered_name: str, accuracy: float) -> dict[str, Any]:
+    """Register the train run's model (once) and move the `champion` alias to it only
+    when its test accuracy beats the current champion's; return what happened."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(train_run_id)
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{train_run_id}'",
+    )
+    if not models:
+        print(f"evaluate: run {train_run_id} logged no model; nothing to register")
+        return {"registered": False}
+    existing = client.search_model_versions(
+        f"name = '{registered_name}' and run_id = '{train_run_id}'"
+    )
+    if existing:
+        version = existing[0]
+    else:
+        version = mlflow.register_model(models[0].model_uri, registered_name)
+    client.set_model_version_tag(registered_name, version.version, CHAMPION_METRIC, str(accuracy))
+
+    try:
+        champion = client.get_model_version_by_alias(registered_name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        champion = None
+    champion_accuracy = (
+        float((champion.tags or {}).get(CHAMPION_METRIC, "-inf")) if champion else None
+    )
+    promoted = champion is None or (
+        int(champion.version) != int(version.version) and accuracy > champion_accuracy
+    )
+    if promoted:
+        client.set_registered_model_alias(registered_name, CHAMPION, version.version)
+    outcome = {
+        "registered": True,
+        "version": int(version.version),
+        "champion": int(version.version) if promoted else int(champion.version),
+        "promoted": promoted,
+        "previous_champion_accuracy": champion_accuracy,
+    }
+    if promoted:
+        verdict = "it is the champion now"
+    else:
+        verdict = (
+            f"version {champion.version} stays champion ({champion_accuracy:.4f} >= {accuracy:.4f})"
+        )
+    print(f"evaluate: registered {registered_name} version {version.version}; {verdict}")
+    return outcome
 
 
 def write_run_reference(path: Path, run: Any, tracking_uri: str) -> None:
