@@ -124,7 +124,8 @@ def _crnn(height: int, width: int, **crnn: Any) -> dict[str, Any]:
     return {"model": {"input_height": height, "input_width": width, "crnn_ctc": crnn}}
 
 
-def _multihead(arch: str, height: int = 60, width: int = 160, **knobs: Any) -> dict[str, Any]:
+def _multihead(arch: str, size: tuple[int, int] = (60, 160), **knobs: Any) -> dict[str, Any]:
+    height, width = size
     return {"model": {"arch": arch, "input_height": height, "input_width": width, arch: knobs}}
 
 
@@ -141,7 +142,7 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "crnn_ctc_48x128_16-64": _crnn(48, 128, conv_filters=[16, 32, 64, 64]),
     "crnn_ctc_32x96_16-64": _crnn(32, 96, conv_filters=[16, 32, 64, 64]),
     "crnn_ctc_32x96_16-64_gru64": _crnn(32, 96, conv_filters=[16, 32, 64, 64], rnn_units=[64]),
-    "cnn_multihead_32x96": _multihead("cnn_multihead", 32, 96),
+    "cnn_multihead_32x96": _multihead("cnn_multihead", (32, 96)),
 }
 
 

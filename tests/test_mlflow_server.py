@@ -31,8 +31,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(command: list[str], log_path: Path, port: int) -> Iterator[str]:
-    """Start an MLflow server/UI process, wait for /health, stop it and its workers."""
+def running_server(
+    subcommand: str, store_uri: str, log_path: Path, extra: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Start `mlflow server` or `mlflow ui` on a free 127.0.0.1 port, wait for /health,
+    and stop it and its workers afterwards."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "mlflow"), subcommand,
+        "--backend-store-uri", store_uri, *extra,
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     with log_path.open("w") as log:
@@ -52,7 +61,9 @@ def running_server(command: list[str], log_path: Path, port: int) -> Iterator[st
                 except OSError:
                     pass
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{command[1]} did not start:\n{log_path.read_text()}")
+                    raise RuntimeError(
+                        f"mlflow {subcommand} did not start:\n{log_path.read_text()}"
+                    )
                 time.sleep(0.5)
             yield url
         finally:
@@ -65,22 +76,9 @@ def running_server(command: list[str], log_path: Path, port: int) -> Iterator[st
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    command = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{tmp_path / 'server.db'}",
-        "--artifacts-destination",
-        str(tmp_path / "server-artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    with running_server(command, tmp_path / "server.log", port) as url:
+    artifacts = ("--artifacts-destination", str(tmp_path / "server-artifacts"))
+    store = f"sqlite:///{tmp_path / 'server.db'}"
+    with running_server("server", store, tmp_path / "server.log", artifacts) as url:
         yield url
 
 

@@ -229,24 +229,12 @@ def test_mlflow_ui_serves_the_run_its_metrics_and_artifacts(project):
     import urllib.parse
     import urllib.request
 
-    from tests.test_mlflow_server import free_port, running_server
+    from tests.test_mlflow_server import running_server
 
     root, _ = project
     run_id = json.loads((root / "models" / tracking.RUN_FILE).read_text())["run_id"]
-    port = free_port()
-    command = [
-        str(BIN / "mlflow"),
-        "ui",
-        "--backend-store-uri",
-        f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    with running_server(command, root / "ui.log", port) as url:
+    store = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    with running_server("ui", store, root / "ui.log") as url:
 
         def get(endpoint: str, **query: str) -> bytes:
             address = f"{url}{endpoint}"

@@ -105,9 +105,9 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow)
     assert run.info.run_id == reference["run_id"]
     assert run.info.status == "FINISHED"
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-    assert params["train.learning_rate"] == "0.001"
+    assert params["train.learning_rate"] == "0.002"
     assert params["model.crnn_ctc.conv_filters"] == "[8, 16]"
-    assert params["train.early_stopping.patience"] == "5"
+    assert params["train.early_stopping.patience"] == "3"
     assert params["evaluate.decoder"] == "greedy"
     assert params["data_info.n_train"] == "160"
     assert tags[tracking.TAG_DATA_HASH] and tags[tracking.TAG_MODEL_FAMILY] == "crnn_ctc"
@@ -190,9 +190,12 @@ def test_changed_evaluate_params_get_their_own_linked_run(tiny_dataset, isolated
     assert len(runs) == 2
     second = next(run for run in runs if run.info.run_id != first)
     assert second.info.status == "FINISHED"
+    # Runs are named after the model and the time, never all alike
+    names = [run.info.run_name for run in runs]
+    assert len(set(names)) == 2 and all(name.startswith("crnn_ctc-2") for name in names), names
     assert second.data.tags[tracking.TAG_TRAIN_RUN] == first
     assert second.data.params["evaluate.decoder"] == "beam_search"
-    assert second.data.params["train.learning_rate"] == "0.001"  # copied for comparison
+    assert second.data.params["train.learning_rate"] == "0.002"  # copied for comparison
 
 
 def replace_params(args: list[str], params: Path) -> list[str]:

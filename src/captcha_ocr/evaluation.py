@@ -147,7 +147,7 @@ def evaluate(
     with tracking.run_context(
         experiment_id,
         run_id=reference["run_id"] if reopen else None,
-        run_name=None if reopen else tracking.run_name(),
+        run_name=None if reopen else tracking.run_name(params.model.arch),
     ):
         model = keras.models.load_model(model_dir / MODEL_FILE)
         spec = model_input_spec(model, info.max_length)

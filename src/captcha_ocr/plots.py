@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from captcha_ocr.atomic import atomic_file
+from captcha_ocr.metrics import align
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -83,6 +84,14 @@ def confusion_heatmap(matrix: pd.DataFrame, path: Path, missing_label: str = "�
     _save(figure, path)
 
 
+def _spelled(symbol: str) -> str:
+    """'digit 0', 'letter O', 'lower o', or ∅ for nothing."""
+    if not symbol:
+        return "∅"
+    kind = "digit" if symbol.isdigit() else "lower" if symbol.islower() else "letter"
+    return f"{kind} {symbol}" if symbol.isalnum() else symbol
+
+
 def mistakes_gallery(images: list, rows: pd.DataFrame, path: Path, columns: int = 4) -> None:
     """The given mistakes as a grid: each image with truth, prediction and confidence.
 
@@ -91,18 +100,25 @@ def mistakes_gallery(images: list, rows: pd.DataFrame, path: Path, columns: int 
     count = max(1, len(images))
     grid_rows = (count + columns - 1) // columns
     figure, axes = plt.subplots(
-        grid_rows, columns, figsize=(3.2 * columns, 1.5 * grid_rows), squeeze=False
+        grid_rows, columns, figsize=(3.2 * columns, 1.8 * grid_rows), squeeze=False
     )
     for axis in axes.flat:
         axis.set_axis_off()
     for axis, image, row in zip(axes.flat, images, rows.itertuples(), strict=False):
         axis.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+        # Spell the misreads out: in most fonts 0/O or 1/I look alike in a title.
+        misreads = ", ".join(
+            f"{_spelled(actual)}→{_spelled(read)}"
+            for actual, read in align(row.truth, row.predicted)
+            if actual != read
+        )
         axis.set_title(
-            f"{row.truth} → {row.predicted or '∅'}  ({row.confidence:.2f})",
-            fontsize=9,
+            f"{row.truth} read {row.predicted or '∅'} ({row.confidence:.2f})\n{misreads}",
+            fontsize=8,
             color="darkred",
+            family="monospace",
         )
     if not images:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=14)
-    figure.suptitle("worst mistakes: truth → prediction (confidence)", fontsize=10)
+    figure.suptitle("most confident mistakes: truth, reading (confidence), misreads", fontsize=10)
     _save(figure, path)

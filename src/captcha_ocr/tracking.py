@@ -9,6 +9,7 @@ stage never leaves a run RUNNING.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -125,9 +126,14 @@ def run_context(
         mlflow.end_run("FINISHED")
 
 
-def run_name() -> str | None:
-    """The DVC experiment's name under `dvc exp run`; MLflow picks one otherwise."""
-    return os.environ.get("DVC_EXP_NAME") or None
+def run_name(model_family: str) -> str:
+    """The DVC experiment's name under `dvc exp run`, else `<model family>-<UTC time>`.
+
+    Not MLflow's random names: the stages seed Python's `random` for
+    reproducible training, which would give every run the same "random" name.
+    """
+    now = datetime.datetime.now(datetime.UTC)
+    return os.environ.get("DVC_EXP_NAME") or f"{model_family}-{now:%Y%m%d-%H%M%S}-{now:%f}"[:-3]
 
 
 def git_tags(root: Path) -> dict[str, str]:
@@ -150,7 +156,7 @@ def git_tags(root: Path) -> dict[str, str]:
 
 def run_tags(data_hash: str, model_family: str) -> dict[str, str]:
     tags = {TAG_DATA_HASH: data_hash, TAG_MODEL_FAMILY: model_family, **git_tags(project_root())}
-    if experiment := run_name():
+    if experiment := os.environ.get("DVC_EXP_NAME"):
         tags[TAG_DVC_EXPERIMENT] = experiment
     return tags
 

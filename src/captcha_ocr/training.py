@@ -272,7 +272,7 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
     experiment_id = tracking.configure(params.mlflow)
     with (
         atomic_dir(outputs.model_dir) as work_dir,
-        tracking.run_context(experiment_id, run_name=tracking.run_name()) as run,
+        tracking.run_context(experiment_id, run_name=tracking.run_name(params.model.arch)) as run,
     ):
         mlflow.set_tags(
             {
