@@ -176,3 +176,14 @@ def test_failed_generation_leaves_no_output(tmp_path: Path, monkeypatch):
     # Then neither the output nor a half-written scratch folder remains
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scratch_left_by_a_killed_run_is_cleared_by_the_next(tmp_path: Path):
+    # Given the hidden scratch folder a SIGKILLed generate leaves behind
+    stale = tmp_path / ".raw.partial-abc123"
+    (stale / "train").mkdir(parents=True)
+    # When generate runs again, it finishes and leaves only its output
+    run_generate(
+        params_with({"workers": 1, "splits": {"train": 2, "val": 1, "test": 1}}), tmp_path / "raw"
+    )
+    assert [path.name for path in tmp_path.iterdir()] == ["raw"]

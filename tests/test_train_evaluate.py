@@ -169,8 +169,12 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow)
         filter_string=f"source_run_id = '{run.info.run_id}'",
     )
     assert len(models) == 1
-    loaded = mlflow.keras.load_model(models[0].model_uri)
+    loaded = mlflow.tensorflow.load_model(models[0].model_uri)
     assert loaded.output_shape[-1] == 37
+    model_files = os.listdir(mlflow.artifacts.download_artifacts(models[0].model_uri))
+    assert "input_example.json" in model_files and "MLmodel" in model_files
+    signature = mlflow.models.get_model_info(models[0].model_uri).signature
+    assert signature.inputs.inputs[0].shape == (-1, 32, 96, 1)  # an image batch
 
 
 def test_changed_evaluate_params_get_their_own_linked_run(tiny_dataset, isolated_mlflow):

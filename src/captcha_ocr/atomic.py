@@ -28,6 +28,10 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
     """Yield a scratch folder that replaces `target` when the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # A run killed outright (SIGKILL, power loss) cannot clean up after itself;
+    # the next run of the same stage does.
+    for stale in target.parent.glob(f".{target.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     scratch.chmod(0o777 & ~_umask())  # mkdtemp makes it private; outputs are not
     try:

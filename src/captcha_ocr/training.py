@@ -378,10 +378,12 @@ def callback_metrics(callbacks: dict[str, Any]) -> dict[str, float]:
 
 
 def log_keras_model(model: keras.Model, example_images: np.ndarray) -> None:
-    """The model with its signature: an image batch in, per-step logits out.
+    """The model with its signature (an image batch in, per-step logits out) and an
+    input example (one validation image).
 
-    No input_example: mlflow.keras.save_model (3.17) writes it before creating
-    the model folder and fails with FileNotFoundError.
+    Through the tensorflow flavor, which saves Keras 3 models as .keras files too:
+    mlflow.keras.save_model (3.17) writes the input example before it creates the
+    model folder and fails with FileNotFoundError.
     """
     import mlflow
     import tensorflow as tf
@@ -389,10 +391,11 @@ def log_keras_model(model: keras.Model, example_images: np.ndarray) -> None:
     signature = mlflow.models.infer_signature(
         example_images, model.predict_on_batch(example_images)
     )
-    mlflow.keras.log_model(
+    mlflow.tensorflow.log_model(
         model,
         name="model",
         signature=signature,
+        input_example=example_images,
         # Listing the requirements skips MLflow's inference of them (~6 s).
         pip_requirements=[f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}"],
     )
