@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--images", type=int, default=4000, help="images per generation run")
-    parser.add_argument("--read-passes", type=int, default=3)
+    parser.add_argument("--read-passes", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS / "data_pipeline.json")
     args = parser.parse_args(argv)
 
@@ -100,10 +101,15 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 count = sum(int(images.shape[0]) for images, _ in batches)
                 read_rates.append((cached, count / (time.perf_counter() - started)))
-        uncached = max(rate for cached, rate in read_rates if not cached)
-        cached_rate = max(rate for cached, rate in read_rates if cached)
+        # The median pass: on these machines some passes run at the speed of
+        # one core (tf.data's autotuning, with the old and the new parser
+        # alike), so the best pass overstates and every pass is kept.
+        uncached_passes = [rate for cached, rate in read_rates if not cached]
+        uncached = statistics.median(uncached_passes)
+        cached_rate = statistics.median(rate for cached, rate in read_rates if cached)
         results["tf_data_images_per_second"] = {
             "decode_every_epoch": round(uncached, 1),
+            "decode_every_epoch_passes": [round(rate) for rate in uncached_passes],
             "from_cache": round(cached_rate, 1),
             "input": list(spec.shape),
         }
