@@ -133,15 +133,29 @@ def _multihead(arch: str, size: tuple[int, int] = (60, 160), **knobs: Any) -> di
 # inputs and widths tried for the default.
 DESIGNS: dict[str, dict[str, Any]] = {
     "crnn_ctc_60x160_ref": _crnn(
-        60, 160, conv_filters=[32, 64, 128, 256], rnn_units=[128, 128], dense_units=64
+        60,
+        160,
+        conv_filters=[32, 64, 128, 256],
+        pool_widths=[2, 2, 1, 1],
+        rnn_units=[128, 128],
+        dense_units=64,
     ),
     "cnn_multihead_60x160_ref": _multihead("cnn_multihead"),
     "vgg_multihead_60x160_w0.25": _multihead("vgg_multihead", width=0.25),
     "resnet50_multihead_60x160": _multihead("resnet50_multihead"),
-    "crnn_ctc_60x160_16-64": _crnn(60, 160, conv_filters=[16, 32, 64, 64]),
-    "crnn_ctc_48x128_16-64": _crnn(48, 128, conv_filters=[16, 32, 64, 64]),
-    "crnn_ctc_32x96_16-64": _crnn(32, 96, conv_filters=[16, 32, 64, 64]),
-    "crnn_ctc_32x96_16-64_gru64": _crnn(32, 96, conv_filters=[16, 32, 64, 64], rnn_units=[64]),
+    "crnn_ctc_60x160_16-64": _crnn(
+        60, 160, conv_filters=[16, 32, 64, 64], pool_widths=[2, 2, 1, 1]
+    ),
+    "crnn_ctc_48x128_16-64": _crnn(
+        48, 128, conv_filters=[16, 32, 64, 64], pool_widths=[2, 2, 1, 1]
+    ),
+    "crnn_ctc_32x96_16-64": _crnn(32, 96, conv_filters=[16, 32, 64, 64], pool_widths=[2, 2, 1, 1]),
+    "crnn_ctc_32x96_16-64_gru64": _crnn(
+        32, 96, conv_filters=[16, 32, 64, 64], pool_widths=[2, 2, 1, 1], rnn_units=[64]
+    ),
+    "crnn_ctc_32x128_16-64_w8": _crnn(
+        32, 128, conv_filters=[16, 32, 64, 64], pool_widths=[2, 2, 2, 1]
+    ),
     "cnn_multihead_32x96": _multihead("cnn_multihead", (32, 96)),
 }
 

@@ -156,7 +156,7 @@ class CRNNParams(Section):
     )
     conv_filters: tuple[int, ...] = (16, 32, 64, 64)
     # Pooling along the width sets the number of CTC time steps; see models/crnn.py.
-    pool_widths: tuple[int, ...] = (2, 2, 1, 1)
+    pool_widths: tuple[int, ...] = (2, 2, 2, 1)
     rnn: Literal["gru", "lstm"] = "gru"
     rnn_units: tuple[int, ...] = (128, 64)
     dense_units: int = Field(64, ge=1)
@@ -204,7 +204,7 @@ class ResNet50MultiheadParams(Section):
 class ModelParams(Section):
     arch: Literal["crnn_ctc", "cnn_multihead", "vgg_multihead", "resnet50_multihead"] = "crnn_ctc"
     # The input every architecture sees; images are resized to it when read.
-    input_width: int | None = Field(96, ge=16, description="None: the data's width")
+    input_width: int | None = Field(128, ge=16, description="None: the data's width")
     input_height: int | None = Field(32, ge=16, description="None: the data's height")
     channels: Literal[1, 3] = Field(1, description="1 = grayscale")
     crnn_ctc: CRNNParams = CRNNParams()
