@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from captcha_ocr import tracking
-from captcha_ocr.params import MLflowParams
+from captcha_ocr.params import MLflowParams, load_params
 from stages import evaluate, train
 from tests.conftest import REPO_ROOT, write_params
 
@@ -174,7 +174,14 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow)
     model_files = os.listdir(mlflow.artifacts.download_artifacts(models[0].model_uri))
     assert "input_example.json" in model_files and "MLmodel" in model_files
     signature = mlflow.models.get_model_info(models[0].model_uri).signature
-    assert signature.inputs.inputs[0].shape == (-1, 32, 96, 1)  # an image batch
+    model_params = load_params(tiny_dataset["params"]).model
+    # an image batch at the model's input size (the data is resized to it when read)
+    assert signature.inputs.inputs[0].shape == (
+        -1,
+        model_params.input_height,
+        model_params.input_width,
+        1,
+    )
 
 
 def test_changed_evaluate_params_get_their_own_linked_run(tiny_dataset, isolated_mlflow):
