@@ -131,7 +131,9 @@ class CaptchaDrawer:
         with _captcha_randomness(rng):
             image = self._captchas[font_index].generate_image(text)
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+        # zlib level 1: encoding took a third of each image's time at the default
+        # level 6; level 1 makes generation ~20% faster for ~10% larger files.
+        image.save(buffer, format="PNG", compress_level=1)
         return text, self.spec.fonts[font_index].stem, buffer.getvalue()
 
 
