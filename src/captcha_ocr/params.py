@@ -28,7 +28,7 @@ class Section(BaseModel):
 
 
 class SplitCounts(Section):
-    train: int = Field(40_000, ge=1)
+    train: int = Field(80_000, ge=1)
     val: int = Field(2_000, ge=1)
     test: int = Field(5_000, ge=1)
 
@@ -244,7 +244,7 @@ class AugmentParams(Section):
 
 class TrainParams(Section):
     seed: int = 1234
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(4, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(2.0e-3, gt=0.0, description="the peak rate with warmup")
