@@ -64,6 +64,19 @@ def test_ctc_output_has_a_time_step_per_column_and_a_blank_class():
     assert tiny_model("crnn_ctc", num_symbols=36).output_shape == (None, 32, 37)
 
 
+def test_crnn_stacks_convs_per_block_as_asked():
+    def convs(convs_per_block) -> list[str]:
+        params = ModelParams.model_validate(
+            {"crnn_ctc": {**TINY["crnn_ctc"]["crnn_ctc"], "convs_per_block": convs_per_block}}
+        )
+        model = build_model(params, SPEC, num_symbols=10)
+        return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+
+    assert convs(1) == ["conv0", "conv1"]
+    assert convs([1, 2]) == ["conv0", "conv1", "conv1_2"]
+    assert convs(2) == ["conv0", "conv0_2", "conv1", "conv1_2"]
+
+
 def test_multihead_output_has_one_step_per_position():
     assert tiny_model("cnn_multihead", num_symbols=36).output_shape == (None, 4, 37)
     heads = [layer.name for layer in tiny_model("cnn_multihead").layers if layer.name[:1] == "c"]

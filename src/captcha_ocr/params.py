@@ -155,6 +155,9 @@ class CRNNParams(Section):
         0, ge=0, description="a stride-2 3x3 conv before the blocks: learned downsampling; 0 = none"
     )
     conv_filters: tuple[int, ...] = (16, 32, 64, 64)
+    # 3x3 convs per block: one number for every block, or one entry per block
+    # (a second conv where the map is already small costs little).
+    convs_per_block: int | tuple[int, ...] = 1
     # Pooling along the width sets the number of CTC time steps; see models/crnn.py.
     pool_widths: tuple[int, ...] = (2, 2, 2, 1)
     rnn: Literal["gru", "lstm"] = "gru"
@@ -168,11 +171,22 @@ class CRNNParams(Section):
             raise ValueError("conv_filters: needs at least one entry, each >= 1")
         if len(self.pool_widths) != len(self.conv_filters):
             raise ValueError("pool_widths: needs one entry per conv_filters entry")
+        if len(self.block_convs) != len(self.conv_filters):
+            raise ValueError("convs_per_block: needs one entry per conv_filters entry")
+        if any(convs < 1 for convs in self.block_convs):
+            raise ValueError("convs_per_block: must be >= 1")
         if any(width not in (1, 2) for width in self.pool_widths):
             raise ValueError("pool_widths: entries must be 1 or 2")
         if not self.rnn_units or any(units < 1 for units in self.rnn_units):
             raise ValueError("rnn_units: needs at least one entry, each >= 1")
         return self
+
+    @property
+    def block_convs(self) -> tuple[int, ...]:
+        """convs_per_block with one entry per block."""
+        if isinstance(self.convs_per_block, int):
+            return (self.convs_per_block,) * len(self.conv_filters)
+        return self.convs_per_block
 
 
 class CNNMultiheadParams(Section):

@@ -52,12 +52,17 @@ def build_crnn(spec: InputSpec, params: CRNNParams, num_classes: int) -> keras.M
         )(x)
         x = layers.BatchNormalization(name="bn_stem")(x)
         x = layers.ReLU(name="relu_stem")(x)
-    for block, (filters, pool_width) in enumerate(
-        zip(params.conv_filters, params.pool_widths, strict=True)
+    for block, (filters, convs, pool_width) in enumerate(
+        zip(params.conv_filters, params.block_convs, params.pool_widths, strict=True)
     ):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}")(x)
-        x = layers.BatchNormalization(name=f"bn{block}")(x)
-        x = layers.ReLU(name=f"relu{block}")(x)
+        for conv in range(convs):
+            # The first conv of a block keeps its old name, so saved models still load.
+            suffix = f"{block}_{conv + 1}" if conv else f"{block}"
+            x = layers.Conv2D(
+                filters, 3, padding="same", use_bias=False, name=f"conv{suffix}"
+            )(x)
+            x = layers.BatchNormalization(name=f"bn{suffix}")(x)
+            x = layers.ReLU(name=f"relu{suffix}")(x)
         # Always halve the height; halve the width only where pool_widths says,
         # so that enough time steps remain for CTC.
         x = layers.MaxPool2D(pool_size=(2, pool_width), name=f"pool{block}")(x)
