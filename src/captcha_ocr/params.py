@@ -155,8 +155,8 @@ class CRNNParams(Section):
         0, ge=0, description="a stride-2 3x3 conv before the blocks: learned downsampling; 0 = none"
     )
     conv_filters: tuple[int, ...] = (16, 32, 64, 64)
-    # 3x3 convs per block: one number for every block, or one entry per block
-    # (a second conv where the map is already small costs little).
+    # 3x3 convs per block: one number for every block, or one entry per block.
+    # Depth tells 0 from O better than width at equal cost (bench/glyph_separability.py).
     convs_per_block: int | tuple[int, ...] = 1
     # Pooling along the width sets the number of CTC time steps; see models/crnn.py.
     pool_widths: tuple[int, ...] = (2, 2, 2, 1)
