@@ -151,6 +151,23 @@ def test_characters_are_drawn_uniformly(tmp_path: Path):
     assert np.all(np.abs(counts - 160) < 5 * np.sqrt(160 * 0.9)), counts
 
 
+def test_oversample_weights_the_train_split_only():
+    plain = params_with(data_overrides={"charset": "digits"})
+    weighted = params_with({"oversample": {"7": 9}}, {"charset": "digits"})
+    drawers = [
+        CaptchaDrawer(CaptchaSpec.from_params(p.data, p.generate, Path.cwd()))
+        for p in (plain, weighted)
+    ]
+    # Given 7 drawn nine times as often as each other digit in train
+    train = "".join(drawers[1].draw("train", index)[0] for index in range(100))
+    # Then it is half of the 400 train symbols (9/18), about 10 sigma above uniform's 40
+    assert 150 < train.count("7") < 250
+    # and val and test are the uniform draws, image for image
+    for split in ("val", "test"):
+        for index in range(3):
+            assert drawers[0].draw(split, index) == drawers[1].draw(split, index)
+
+
 def test_imported_source_generates_an_empty_dataset(tmp_path: Path):
     stats = run_generate(params_with(data_overrides={"source": "imported"}), tmp_path / "raw")
     assert stats["images"] == 0

@@ -120,13 +120,21 @@ class CaptchaDrawer:
     def __init__(self, spec: CaptchaSpec) -> None:
         self.spec = spec
         self._captchas = [TunedCaptcha(spec.params, font) for font in spec.fonts]
+        oversample = spec.params.oversample
+        self._train_weights = [oversample.get(s, 1.0) for s in spec.symbols] if oversample else None
 
     def draw(self, split: str, index: int) -> tuple[str, str, bytes]:
         """(text, font name, PNG bytes) of image `index` of `split`."""
         rng = image_rng(self.spec.seed, split, index)
         length = rng.randint(self.spec.params.min_length, self.spec.params.max_length)
-        # Uniform, with replacement: doubled characters occur as in real captchas.
-        text = "".join(rng.choice(self.spec.symbols) for _ in range(length))
+        # With replacement: doubled characters occur as in real captchas. Uniform,
+        # except that generate.oversample weights the train split (only: val and
+        # test stay the task, so scores compare across settings).
+        if split == "train" and self._train_weights:
+            chosen = rng.choices(self.spec.symbols, weights=self._train_weights, k=length)
+        else:
+            chosen = [rng.choice(self.spec.symbols) for _ in range(length)]
+        text = "".join(chosen)
         font_index = rng.randrange(len(self._captchas))
         with _captcha_randomness(rng):
             image = self._captchas[font_index].generate_image(text)

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from captcha_ocr import charsets
 
@@ -101,8 +108,20 @@ class GenerateParams(Section):
     noise_dots: int = Field(30, ge=0)
     noise_dot_width: int = Field(3, ge=1)
     noise_curves: int = Field(1, ge=0)
+    oversample: dict[str, float] = Field(
+        default_factory=dict,
+        description="train split only: draw these symbols this many times as often (others 1)",
+    )
     splits: SplitCounts = SplitCounts()
     workers: int = Field(0, ge=0, description="processes; 0 = all cores")
+
+    @field_validator("oversample", mode="before")
+    @classmethod
+    def _symbols_as_text(cls, value: Any) -> Any:
+        # YAML reads `0: 4` with an int key; the symbol is the text "0".
+        if isinstance(value, dict):
+            return {str(symbol): weight for symbol, weight in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> GenerateParams:
@@ -117,6 +136,11 @@ class GenerateParams(Section):
         for name in ("offset_x", "offset_y"):
             if min(getattr(self, name)) < 0:
                 raise ValueError(f"{name}: offsets must be >= 0")
+        for symbol, weight in self.oversample.items():
+            if len(symbol) != 1:
+                raise ValueError(f"oversample: {symbol!r} is not one symbol")
+            if not 0 < weight < float("inf"):
+                raise ValueError(f"oversample: the weight of {symbol!r} must be > 0, got {weight}")
         return self
 
 
@@ -319,8 +343,17 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     mlflow: MLflowParams = MLflowParams()
 
+    @model_validator(mode="after")
+    def _check(self) -> Params:
+        unknown = sorted(set(self.generate.oversample) - set(self.data.symbols))
+        if unknown:
+            raise ValueError(
+                f"generate.oversample: {unknown} not in the charset ({self.data.charset})"
+            )
+        return self
 
-_FIELD_MESSAGE = re.compile(r"^(?P<field>[a-z_]+): (?P<message>.*)$", re.DOTALL)
+
+_FIELD_MESSAGE = re.compile(r"^(?P<field>[a-z_.]+): (?P<message>.*)$", re.DOTALL)
 
 
 def _format_errors(error: ValidationError) -> str:
