@@ -160,7 +160,7 @@ def test_oversample_weights_the_train_split_only():
     ]
     # Given 7 drawn nine times as often as each other digit in train
     train = "".join(drawers[1].draw("train", index)[0] for index in range(100))
-    # Then it is half of the 400 train symbols (9/18), about 10 sigma above uniform's 40
+    # Then it is about half of the 400 train symbols (9/18: 200 +- 10), not uniform's 40
     assert 150 < train.count("7") < 250
     # and val and test are the uniform draws, image for image
     for split in ("val", "test"):

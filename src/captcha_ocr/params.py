@@ -140,7 +140,9 @@ class GenerateParams(Section):
             if len(symbol) != 1:
                 raise ValueError(f"oversample: {symbol!r} is not one symbol")
             if not 0 < weight < float("inf"):
-                raise ValueError(f"oversample: the weight of {symbol!r} must be > 0, got {weight}")
+                raise ValueError(
+                    f"oversample: the weight of {symbol!r} must be a number > 0, got {weight}"
+                )
         return self
 
 
