@@ -28,7 +28,8 @@ def dotted_keys(tree: dict, prefix: str = "") -> list[str]:
     keys = []
     for key, value in tree.items():
         name = f"{prefix}{key}"
-        keys += dotted_keys(value, f"{name}.") if isinstance(value, dict) else [name]
+        nested = isinstance(value, dict) and value  # `{}` is a value, as in flatten
+        keys += dotted_keys(value, f"{name}.") if nested else [name]
     return keys
 
 

@@ -136,9 +136,8 @@ class GenerateParams(Section):
         for name in ("offset_x", "offset_y"):
             if min(getattr(self, name)) < 0:
                 raise ValueError(f"{name}: offsets must be >= 0")
+        # Which symbols exist is the charset's business: Params checks the keys.
         for symbol, weight in self.oversample.items():
-            if len(symbol) != 1:
-                raise ValueError(f"oversample: {symbol!r} is not one symbol")
             if not 0 < weight < float("inf"):
                 raise ValueError(
                     f"oversample: the weight of {symbol!r} must be a number > 0, got {weight}"
@@ -410,7 +409,9 @@ def flatten(params: Params) -> dict[str, Any]:
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
+        # An empty mapping (generate.oversample: {}) is a value of its own, so that
+        # MLflow shows the knob was off.
+        if isinstance(value, dict) and value:
             for key, inner in value.items():
                 walk(f"{prefix}.{key}" if prefix else key, inner)
         else:
