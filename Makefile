@@ -8,7 +8,7 @@ RUN := PATH="$(BIN):$$PATH" TF_CPP_MIN_LOG_LEVEL=2
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test lint format ui plots compare lock clean
+.PHONY: help venv repro test lint format ui plots compare read lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ plots: venv  ## dvc plots show -> dvc_plots/index.html, rendered offline (vega i
 
 compare: venv  ## the MLflow runs of the experiment, best first (ARGS="--markdown")
 	@$(RUN) $(BIN)/python -m captcha_ocr.compare $(ARGS)
+
+read: venv  ## read captcha images with the trained model (IMAGES="a.png folder/")
+	@test -n "$(IMAGES)" || { echo 'usage: make read IMAGES="captcha.png folder/"'; exit 2; }
+	@$(RUN) $(BIN)/python -m captcha_ocr.read $(IMAGES) $(ARGS)
 
 lock: venv  ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \

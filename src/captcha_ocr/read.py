@@ -1,0 +1,138 @@
+"""Read captcha images with a trained model: one CSV row per image, `path,text,confidence`.
+
+    python -m captcha_ocr.read path/to/captcha.png more/captchas/ > readings.csv
+
+Images are prepared as the pipeline prepares its own (importing.load_image reads
+any format Pillow knows and flattens transparency onto white; data.decode_image
+resizes to the model's input), so a model reads a file exactly as it read its
+test split. The charset comes from the data the model was trained on
+(data/tfrecords/data_info.json), as in evaluate. A file that is not a readable
+image is reported on stderr with its path and reason; the others are still read,
+and the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from captcha_ocr.importing import IGNORED, load_image
+
+if TYPE_CHECKING:
+    from captcha_ocr.data import InputSpec
+
+BATCH_SIZE = 256
+
+
+def image_paths(targets: list[Path]) -> Iterator[Path]:
+    """Files as given; folders searched recursively (hidden files, READMEs and
+    licences left out, as an import leaves them out)."""
+    for target in targets:
+        if target.is_dir():
+            for path in sorted(target.rglob("*")):
+                if path.is_file() and not IGNORED.match(path.name):
+                    yield path
+        else:
+            yield target
+
+
+def prepare(
+    paths: Iterable[Path], spec: InputSpec
+) -> tuple[list[Path], np.ndarray, list[tuple[Path, str]]]:
+    """(the readable paths, their images as the model takes them, (path, reason) of the
+    others). Decoded, resized and scaled by the same functions as the TFRecord reader."""
+    import tensorflow as tf
+
+    from captcha_ocr.data import decode_image, normalize
+
+    readable: list[Path] = []
+    images: list[np.ndarray] = []
+    failures: list[tuple[Path, str]] = []
+    for path in paths:
+        try:
+            png, _, _ = load_image(path)
+        except ValueError as error:
+            failures.append((path, str(error)))
+            continue
+        readable.append(path)
+        images.append(normalize(decode_image(tf.constant(png), spec)).numpy())
+    stacked = np.stack(images) if images else np.zeros((0, *spec.shape), np.float32)
+    return readable, stacked, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("images", nargs="+", type=Path, help="image files or folders")
+    parser.add_argument("--model", type=Path, default=Path("models/model.keras"))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/tfrecords"),
+        help="the TFRecord folder the model was trained on (for its charset)",
+    )
+    parser.add_argument("--decoder", choices=("greedy", "beam_search"), default="greedy")
+    parser.add_argument("--beam-width", type=int, default=10)
+    args = parser.parse_args(argv)
+
+    # Before TensorFlow's import: a wrong path fails in a second, not in five.
+    for path, what in ((args.model, "model"), (args.data / "data_info.json", "data info")):
+        if not path.is_file():
+            parser.error(
+                f"{what} {path} not found (run `make repro` first, or pass --{what.split()[0]})"
+            )
+
+    import keras
+    import tensorflow as tf
+
+    from captcha_ocr.dataset_info import read_data_info
+    from captcha_ocr.evaluation import model_input_spec
+    from captcha_ocr.prediction import predict_batches
+
+    charset = read_data_info(args.data).charset_map()
+    model = keras.models.load_model(args.model)
+    classes = model.output_shape[-1]
+    if classes != charset.num_classes:
+        print(
+            f"error: {args.model} has {classes} output classes, but the charset in "
+            f"{args.data} has {len(charset)} symbols (+1 blank = {charset.num_classes}): "
+            "pass the --data the model was trained on",
+            file=sys.stderr,
+        )
+        return 2
+    spec = model_input_spec(model, max_length=1)  # max_length: unused when reading
+
+    readable, images, failures = prepare(image_paths(args.images), spec)
+    for path, reason in failures:
+        print(f"{path}: {reason}", file=sys.stderr)
+
+    def batches() -> Iterator[dict]:
+        for start in range(0, len(images), BATCH_SIZE):
+            chunk = tf.constant(images[start : start + BATCH_SIZE])
+            # No labels: an empty one per image keeps predict_batches' contract.
+            yield {"image": chunk, "label": tf.zeros((len(chunk), 0), tf.int32)}
+
+    predictions = predict_batches(model, batches(), charset, args.decoder, args.beam_width)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["path", "text", "confidence"])
+    for path, text, confidence in zip(
+        readable, predictions.texts, predictions.confidence, strict=True
+    ):
+        writer.writerow([str(path), text, f"{confidence:.4g}"])
+    if failures:
+        print(f"{len(failures)} file(s) could not be read (listed above)", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""`python -m captcha_ocr.read`: a trained model reads image files as evaluate read them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from captcha_ocr import read
+from stages import evaluate, train
+from tests.test_train_evaluate import stage_args
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory) -> Path:
+    """A tiny model trained and evaluated once for this module (its own MLflow store)."""
+    root = tmp_path_factory.mktemp("read")
+    args = stage_args(tiny_dataset, root)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns.db'}")
+        patch.delenv("DVC_ROOT", raising=False)
+        patch.chdir(root)
+        assert train.main(args["train"]) == 0
+        assert evaluate.main(args["evaluate"]) == 0
+    return root
+
+
+def read_csv(text: str) -> pd.DataFrame:
+    return pd.read_csv(
+        pd.io.common.StringIO(text), dtype={"text": str}, keep_default_na=False
+    ).set_index("path")
+
+
+def test_read_gives_what_evaluate_predicted(trained, tiny_dataset, capsys):
+    # Given the test split's PNGs, as generate wrote them
+    test_images = tiny_dataset["raw"] / "test"
+    # When the trained model reads the folder
+    code = read.main(
+        [str(test_images), "--model", str(trained / "models" / "model.keras"),
+         "--data", str(tiny_dataset["tfrecords"])]
+    )  # fmt: skip
+    assert code == 0
+    readings = read_csv(capsys.readouterr().out)
+    # Then every image has the text and confidence evaluate gave it from the TFRecords
+    evaluated = pd.read_csv(
+        trained / "plots" / "evaluate" / "predictions.csv", dtype={"predicted": str},
+        keep_default_na=False,
+    ).set_index("id")  # fmt: skip
+    assert len(readings) == len(evaluated) == 48
+    by_id = {Path(path).stem: row for path, row in readings.iterrows()}
+    assert by_id.keys() == set(evaluated.index)
+    for image_id, row in evaluated.iterrows():
+        assert by_id[image_id]["text"] == row["predicted"], image_id
+        assert by_id[image_id]["confidence"] == pytest.approx(row["confidence"], rel=1e-3)
+    # A two-epoch model mostly reads nothing yet, but its confidence differs from image
+    # to image: equal confidences mean equal pixels in and equal logits out
+    assert evaluated["confidence"].nunique() == 48
+
+
+def test_files_become_the_pixels_the_tfrecord_reader_gives(tiny_dataset):
+    from captcha_ocr.data import InputSpec, inference_dataset
+    from captcha_ocr.dataset_info import read_data_info
+
+    # Given the test split as PNG files and as TFRecords, and an input size that
+    # resizes them (the tiny data is 32x96)
+    info = read_data_info(tiny_dataset["tfrecords"])
+    spec = InputSpec(height=24, width=128, channels=1, max_length=info.max_length)
+    paths = sorted((tiny_dataset["raw"] / "test").glob("*.png"))
+    # When both are prepared for the model
+    readable, images, failures = read.prepare(paths, spec)
+    batch = next(
+        iter(inference_dataset(tiny_dataset["tfrecords"], info, "test", spec, batch_size=64))
+    )
+    # Then the pixels are the same, image for image
+    assert failures == [] and readable == paths
+    expected = dict(
+        zip((i.decode() for i in batch["id"].numpy()), batch["image"].numpy(), strict=True)
+    )
+    assert images.shape == (48, 24, 128, 1)
+    for path, image in zip(readable, images, strict=True):
+        assert np.array_equal(image, expected[path.stem]), path.name
+
+
+def test_unreadable_files_are_named_and_the_rest_still_read(
+    trained, tiny_dataset, tmp_path, capsys
+):
+    # Given a folder with two captchas, a broken file, a truncated PNG and a README
+    for image in sorted((tiny_dataset["raw"] / "test").glob("*.png"))[:2]:
+        shutil.copy(image, tmp_path / image.name)
+    (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    good = sorted(tmp_path.glob("test-*.png"))[0].read_bytes()
+    (tmp_path / "truncated.png").write_bytes(good[: len(good) // 2])
+    (tmp_path / "README.md").write_text("notes about these captchas\n")
+    # When they are read
+    code = read.main(
+        [str(tmp_path), "--model", str(trained / "models" / "model.keras"),
+         "--data", str(tiny_dataset["tfrecords"])]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    # Then the two captchas are read, each bad file is named with its reason, and
+    # the exit status says something failed
+    assert code == 1
+    readings = read_csv(captured.out)
+    assert sorted(Path(path).name for path in readings.index) == sorted(
+        path.name for path in tmp_path.glob("test-*.png")
+    )
+    assert f"{tmp_path / 'broken.png'}: not an image" in captured.err
+    assert f"{tmp_path / 'truncated.png'}: unreadable image" in captured.err
+    assert "README" not in captured.err
+    assert "2 file(s) could not be read" in captured.err
+
+
+def test_a_charset_unlike_the_models_is_refused(trained, tiny_dataset, tmp_path, capsys):
+    # Given data info whose charset is not the one the model was trained on
+    info = json.loads((tiny_dataset["tfrecords"] / "data_info.json").read_text())
+    info["charset"] = "0123456789"
+    (tmp_path / "data_info.json").write_text(json.dumps(info))
+    image = sorted((tiny_dataset["raw"] / "test").glob("*.png"))[0]
+    # When a file is read with it
+    code = read.main(
+        [str(image), "--model", str(trained / "models" / "model.keras"), "--data", str(tmp_path)]
+    )
+    # Then nothing is read and the error says why
+    assert code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "has 37 output classes" in captured.err and "10 symbols" in captured.err
+
+
+def test_a_missing_model_fails_before_tensorflow_loads(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        read.main([str(tmp_path), "--model", str(tmp_path / "none.keras"), "--data", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert f"model {tmp_path / 'none.keras'} not found" in capsys.readouterr().err
