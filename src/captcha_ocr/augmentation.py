@@ -19,9 +19,15 @@ def augmenter(
     # "nearest" repeats the border: captcha backgrounds are flat, so no frame appears.
     transforms = []
     if params.translate:
+        # Whole-pixel shifts ("nearest"): a bilinear shift by a fraction of a pixel
+        # blurs the strokes, which no test image has.
         transforms.append(
             layers.RandomTranslation(
-                params.translate, params.translate, fill_mode="nearest", seed=seed
+                params.translate,
+                params.translate,
+                fill_mode="nearest",
+                interpolation="nearest",
+                seed=seed,
             )
         )
     if params.rotate:
