@@ -128,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between points")
     parser.add_argument("--name", required=True)
     parser.add_argument("--out", type=Path, default=RESULTS / "time_to_accuracy.json")
+    parser.add_argument(
+        "--save-model",
+        type=Path,
+        default=None,
+        help="keep the best model (.keras) to read other captchas",
+    )
     args = parser.parse_args(argv)
 
     raw = load_params(args.params).model_dump()
@@ -145,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints = Checkpoints(work_dir, fingerprint="bench")
         checkpoints.prepare(resume=False, run_id="")
         result = fit(model, params.train, args.data, info, spec, checkpoints, [clock])
+    if args.save_model:
+        result.model.save(args.save_model)
     batches = inference_dataset(args.data, info, "test", spec, batch_size=256)
     predictions = predict_batches(result.model, batches, info.charset_map())
     scores = evaluate_texts(predictions.truths, predictions.texts, charset=info.charset)
