@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +118,28 @@ def test_schema_version_mismatch_is_a_clear_error(tiny_dataset, tmp_path):
     (folder / DATA_INFO).write_text(json.dumps(info))
     with pytest.raises(ValueError, match=r"schema version 99.*rerun the tfrecord-convert stage"):
         read_data_info(folder)
+
+
+def test_the_same_raw_data_gives_the_same_shard_bytes_in_any_process(tiny_dataset, tmp_path):
+    # Given the tiny raw data converted in two processes with different hash seeds
+    # (protobuf orders an Example's feature map by the process's hashing)
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"seed{seed}"
+        script = (
+            "import sys; from pathlib import Path; from captcha_ocr.params import TFRecordParams;"
+            "from captcha_ocr.tfrecords import convert;"
+            "convert([Path(sys.argv[1])], Path(sys.argv[2]), TFRecordParams(shard_size=64))"
+        )
+        subprocess.run(
+            [sys.executable, "-c", script, str(tiny_dataset["raw"]), str(out)],
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        outputs.append(out)
+    # Then every shard and data_info.json are byte for byte the same (one DVC hash)
+    names = sorted(path.name for path in outputs[0].iterdir())
+    assert names == sorted(path.name for path in outputs[1].iterdir())
+    assert len(names) == 6  # 3 train shards, 1 val, 1 test, data_info.json
+    for name in names:
+        assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name

@@ -76,7 +76,10 @@ def encode_example(
             }
         )
     )
-    return example.SerializeToString()
+    # deterministic: protobuf writes a map's entries in an order that depends on the
+    # process's hash seed, so the same data gave different shard bytes (and a new
+    # DVC hash) on every run.
+    return example.SerializeToString(deterministic=True)
 
 
 class BadSampleError(ValueError):
