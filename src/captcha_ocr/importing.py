@@ -53,12 +53,20 @@ class Sample:
     original_format: str
 
 
+def sample_files(folder: Path) -> list[Path]:
+    """Every file under folder, sorted, but hidden files, READMEs and licences."""
+    return [
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not IGNORED.match(path.name)
+    ]
+
+
 def candidates_from_filenames(folder: Path) -> list[Candidate]:
     found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not IGNORED.match(path.name):
-            match = FILENAME_LABEL.match(path.stem)
-            found.append(Candidate(path, match["label"] if match else path.stem))
+    for path in sample_files(folder):
+        match = FILENAME_LABEL.match(path.stem)
+        found.append(Candidate(path, match["label"] if match else path.stem))
     return found
 
 

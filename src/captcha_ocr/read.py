@@ -25,7 +25,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from captcha_ocr.importing import IGNORED, load_image
+from captcha_ocr.importing import load_image, sample_files
 
 if TYPE_CHECKING:
     from captcha_ocr.data import InputSpec
@@ -38,9 +38,7 @@ def image_paths(targets: list[Path]) -> Iterator[Path]:
     licences left out, as an import leaves them out)."""
     for target in targets:
         if target.is_dir():
-            for path in sorted(target.rglob("*")):
-                if path.is_file() and not IGNORED.match(path.name):
-                    yield path
+            yield from sample_files(target)
         else:
             yield target
 
