@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
+from results_json import record
 from time_to_accuracy import apply_overrides
 
 from captcha_ocr.data import decode_image, normalize
@@ -153,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "mean_whole_captcha_untrained_fonts": round(float(np.mean(untrained)), 4),
         "variants": results,
     }
-    all_results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    all_results[args.name] = entry
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(all_results, indent=2) + "\n")
+    record(args.out, args.name, entry)
     return 0
 
 

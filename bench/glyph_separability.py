@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 from PIL import Image, ImageDraw
+from results_json import record
 
 RESULTS = Path(__file__).parent / "results"
 CHUNK = 5000  # glyphs per worker task; each task has its own seeded stream
@@ -229,11 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "runs": runs,
     }
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
     name = f"{args.pair}_{loaded.generate.fonts[0]}_{size}_{filters}_x{args.convs_per_block}"
-    results[name] = result
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    record(args.out, name, result)
     return 0
 
 

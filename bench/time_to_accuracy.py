@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import yaml
+from results_json import record
 
 from captcha_ocr.checkpoints import Checkpoints
 from captcha_ocr.data import inference_dataset, input_spec
@@ -175,10 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "curve": clock.curve,
     }
     print(json.dumps({k: v for k, v in entry.items() if k != "curve"}, indent=1))
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results[args.name] = entry
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    record(args.out, args.name, entry)
     return 0
 
 
