@@ -153,7 +153,7 @@ def test_characters_are_drawn_uniformly(tmp_path: Path):
 
 def test_oversample_weights_the_train_split_only():
     plain = params_with(data_overrides={"charset": "digits"})
-    weighted = params_with({"oversample": {"7": 9}}, {"charset": "digits"})
+    weighted = params_with({"oversample": {"symbols": "7", "factor": 9}}, {"charset": "digits"})
     drawers = [
         CaptchaDrawer(CaptchaSpec.from_params(p.data, p.generate, Path.cwd()))
         for p in (plain, weighted)

@@ -57,8 +57,23 @@ def dotted_keys(tree: dict, prefix: str = "") -> list[str]:
             {"model": {"crnn_ctc": {"convs_per_block": [1, 2]}}},
             "model.crnn_ctc.convs_per_block: needs one",
         ),
-        ({"generate": {"oversample": {"o": 4}}}, "generate.oversample: ['o'] not in the charset"),
-        ({"generate": {"oversample": {"O": 0}}}, "generate.oversample: the weight of 'O' must be"),
+        (
+            {"generate": {"oversample": {"symbols": "0o"}}},
+            "generate.oversample.symbols: ['o'] not in the charset",
+        ),
+        (
+            {"generate": {"oversample": {"symbols": "00"}}},
+            "generate.oversample.symbols: ['0'] given",
+        ),
+        (
+            {"generate": {"oversample": {"symbols": 10}}},
+            "generate.oversample.symbols: write the symbols as quoted text",
+        ),
+        (
+            {"generate": {"oversample": {"factor": 0}}},
+            "generate.oversample.factor: Input should be",
+        ),
+        ({"generate": {"oversample": {"O": 4}}}, "generate.oversample.O: Extra inputs"),
         ({"train": {"early_stopping": {"patience": -1}}}, "train.early_stopping.patience:"),
         ({"train": {"optimizer": "adagrad"}}, "train.optimizer: Input should be 'adam'"),
     ],
@@ -73,12 +88,6 @@ def test_bad_key_or_value_names_the_dotted_key(overrides, expected):
     with pytest.raises(ParamsError) as raised:
         parse_params(base)
     assert expected in str(raised.value)
-
-
-def test_oversample_reads_digit_keys_as_symbols():
-    # YAML reads `0: 4` as an integer key; the symbol it names is "0".
-    raw = yaml.safe_load("generate:\n  oversample: {0: 4, O: 2.5}\n")
-    assert parse_params(raw).generate.oversample == {"0": 4.0, "O": 2.5}
 
 
 def test_exponent_without_a_dot_is_accepted():

@@ -185,6 +185,16 @@ def test_experiment_gets_its_own_run_named_after_it(project):
     assert newest.data.params["train.epochs"] == "1"
 
 
+def test_oversample_can_be_set_with_dvc_exp_run(project):
+    # DVC hashes a stage's params with sorted keys: a mapping keyed by symbol
+    # ({0: 4, O: 4}: an int and a str key) failed before the stage ran.
+    # --temp runs it in a copy of the project, and `generate` stops it there.
+    root, env = project
+    overrides = ["-S", "generate.oversample.symbols=0O", "-S", "generate.oversample.factor=4"]
+    done = run([str(BIN / "dvc"), "exp", "run", "--temp", "generate", *overrides], root, env)
+    assert "Running stage 'generate'" in done.stdout, done.stdout
+
+
 def test_queued_experiments_each_log_a_run_in_the_workspace_store(project):
     # Given two experiments queued with different values
     root, env = project

@@ -121,7 +121,11 @@ class CaptchaDrawer:
         self.spec = spec
         self._captchas = [TunedCaptcha(spec.params, font) for font in spec.fonts]
         oversample = spec.params.oversample
-        self._train_weights = [oversample.get(s, 1.0) for s in spec.symbols] if oversample else None
+        self._train_weights = (
+            [oversample.factor if s in oversample.symbols else 1.0 for s in spec.symbols]
+            if oversample.symbols
+            else None
+        )
 
     def draw(self, split: str, index: int) -> tuple[str, str, bytes]:
         """(text, font name, PNG bytes) of image `index` of `split`."""

@@ -40,6 +40,33 @@ class SplitCounts(Section):
     test: int = Field(5_000, ge=1)
 
 
+class OversampleParams(Section):
+    """Symbols the train split draws `factor` times as often as the others.
+
+    Symbols are one string, not a mapping keyed by symbol: `{0: 4, O: 4}` has an
+    int and a str key, which DVC cannot hash (it sorts params keys), and `dvc exp
+    run -S` cannot quote a key to make it text.
+    """
+
+    symbols: str = Field("", description="e.g. 0O; empty = off")
+    factor: float = Field(4.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        # YAML reads 10 as a number and 01 as 1; guessing the symbols meant is unsafe.
+        if not isinstance(value, str):
+            raise ValueError(f"write the symbols as quoted text, e.g. '10', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> OversampleParams:
+        repeated = sorted({s for s in self.symbols if self.symbols.count(s) > 1})
+        if repeated:
+            raise ValueError(f"symbols: {repeated} given more than once")
+        return self
+
+
 Range = tuple[float, float]
 
 
@@ -108,20 +135,9 @@ class GenerateParams(Section):
     noise_dots: int = Field(30, ge=0)
     noise_dot_width: int = Field(3, ge=1)
     noise_curves: int = Field(1, ge=0)
-    oversample: dict[str, float] = Field(
-        default_factory=dict,
-        description="train split only: draw these symbols this many times as often (others 1)",
-    )
+    oversample: OversampleParams = OversampleParams()
     splits: SplitCounts = SplitCounts()
     workers: int = Field(0, ge=0, description="processes; 0 = all cores")
-
-    @field_validator("oversample", mode="before")
-    @classmethod
-    def _symbols_as_text(cls, value: Any) -> Any:
-        # YAML reads `0: 4` with an int key; the symbol is the text "0".
-        if isinstance(value, dict):
-            return {str(symbol): weight for symbol, weight in value.items()}
-        return value
 
     @model_validator(mode="after")
     def _check(self) -> GenerateParams:
@@ -136,12 +152,7 @@ class GenerateParams(Section):
         for name in ("offset_x", "offset_y"):
             if min(getattr(self, name)) < 0:
                 raise ValueError(f"{name}: offsets must be >= 0")
-        # Which symbols exist is the charset's business: Params checks the keys.
-        for symbol, weight in self.oversample.items():
-            if not 0 < weight < float("inf"):
-                raise ValueError(
-                    f"oversample: the weight of {symbol!r} must be a number > 0, got {weight}"
-                )
+        # Which symbols exist is the charset's business: Params checks oversample's.
         return self
 
 
@@ -350,10 +361,10 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _check(self) -> Params:
-        unknown = sorted(set(self.generate.oversample) - set(self.data.symbols))
+        unknown = sorted(set(self.generate.oversample.symbols) - set(self.data.symbols))
         if unknown:
             raise ValueError(
-                f"generate.oversample: {unknown} not in the charset ({self.data.charset})"
+                f"generate.oversample.symbols: {unknown} not in the charset ({self.data.charset})"
             )
         return self
 
@@ -413,8 +424,7 @@ def flatten(params: Params) -> dict[str, Any]:
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
-        # An empty mapping (generate.oversample: {}) is a value of its own, so that
-        # MLflow shows the knob was off.
+        # An empty mapping is a value of its own, so that MLflow shows it was empty.
         if isinstance(value, dict) and value:
             for key, inner in value.items():
                 walk(f"{prefix}.{key}" if prefix else key, inner)
