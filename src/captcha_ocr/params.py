@@ -124,10 +124,12 @@ class GenerateParams(Section):
     )
     font_sizes: tuple[int, ...] = (42, 50, 56)
     rotation: Range = Field((-30.0, 30.0), description="degrees, per character")
-    warp_x: Range = Field((0.1, 0.3), description="horizontal warp, fraction of a glyph's width")
-    warp_y: Range = Field((0.2, 0.3), description="vertical warp, fraction of a glyph's height")
-    offset_x: tuple[int, int] = Field((0, 4), description="pixels of random left margin per glyph")
-    offset_y: tuple[int, int] = Field((0, 6), description="pixels of random top margin per glyph")
+    # As captcha 0.7.1 uses them (README, Data): corners move by up to
+    # (hi - lo) * size + lo pixels, and the margins are cropped away with the glyph.
+    warp_x: Range = Field((0.1, 0.3), description="horizontal warp range, see README")
+    warp_y: Range = Field((0.2, 0.3), description="vertical warp range, see README")
+    offset_x: tuple[int, int] = Field((0, 4), description="left margin, px: no effect")
+    offset_y: tuple[int, int] = Field((0, 6), description="top margin, px: no effect")
     space_probability: float = Field(
         0.5, ge=0.0, le=1.0, description="chance of a gap before a glyph"
     )
