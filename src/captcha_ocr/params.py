@@ -426,8 +426,7 @@ def flatten(params: Params) -> dict[str, Any]:
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
-        # An empty mapping is a value of its own, so that MLflow shows it was empty.
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             for key, inner in value.items():
                 walk(f"{prefix}.{key}" if prefix else key, inner)
         else:
