@@ -45,7 +45,8 @@ class OversampleParams(Section):
 
     Symbols are one string, not a mapping keyed by symbol: `{0: 4, O: 4}` has an
     int and a str key, which DVC cannot hash (it sorts params keys), and `dvc exp
-    run -S` cannot quote a key to make it text.
+    run -S` cannot quote a key to make it text. Whether they are in the charset is
+    checked by Params, which knows the charset.
     """
 
     symbols: str = Field("", description="e.g. 0O; empty = off")
@@ -154,7 +155,6 @@ class GenerateParams(Section):
         for name in ("offset_x", "offset_y"):
             if min(getattr(self, name)) < 0:
                 raise ValueError(f"{name}: offsets must be >= 0")
-        # Which symbols exist is the charset's business: Params checks oversample's.
         return self
 
 
