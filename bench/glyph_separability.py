@@ -4,10 +4,14 @@ pair, drawn the way `generate` draws them (params.yaml's generate section and fo
 at the model's input scale, once per training budget; each glyph is seen once.
 
     python bench/glyph_separability.py --pair 0O --budgets 75000 300000 600000
+    python bench/glyph_separability.py --pair 0O --budgets 75000 300000 --noise
 
 Isolated glyphs on a plain background (no neighbours, noise dots or curves) make
 the task easier than reading them in a captcha, so the accuracies are an upper
-bound for a reader that sees as many of those glyphs. Compare a budget with what
+bound for a reader that sees as many of those glyphs. With --noise, the part of
+a captcha's noise layer (its dots and curves) that falls where the glyph sits is
+drawn over it and the captcha's final smoothing applied, which leaves out only
+the neighbours. Compare a budget with what
 training shows the pair: the default's 80,000 captchas x 4 epochs x 4 characters
 x 2/36 is ~71,000 glyphs of 0 or O. Writes bench/results/glyph_separability.json.
 """
@@ -32,16 +36,17 @@ RESULTS = Path(__file__).parent / "results"
 CHUNK = 5000  # glyphs per worker task; each task has its own seeded stream
 
 
-def draw_glyphs(task: tuple[Path, str, int, int]) -> tuple[np.ndarray, np.ndarray]:
+def draw_glyphs(task: tuple[Path, str, int, int, bool]) -> tuple[np.ndarray, np.ndarray]:
     """`count` glyphs of the pair at the model's input scale (square, as many columns
-    as rows), with their class: the index of the character in the pair."""
+    as rows), with their class: the index of the character in the pair; with `noise`,
+    the captcha's noise dots and curves cross them as they would in a captcha."""
     import captcha.image
 
     from captcha_ocr.fonts import resolve_all
     from captcha_ocr.generate import TunedCaptcha, _captcha_randomness
     from captcha_ocr.params import load_params
 
-    params_path, pair, seed, count = task
+    params_path, pair, seed, count, noise = task
     params = load_params(params_path)
     gen = params.generate
     # The first font of the list: one font's pair is the question.
@@ -64,16 +69,22 @@ def draw_glyphs(task: tuple[Path, str, int, int]) -> tuple[np.ndarray, np.ndarra
     with _captcha_randomness(rng):
         for index in range(count):
             labels[index] = rng.randrange(2)
-            glyph, text_width = glyph_in_a_captcha(
+            glyph, text_width, color = glyph_in_a_captcha(
                 drawer, draw, box_widths, params, pair[labels[index]], rng
             )
             # create_captcha_image squeezes text wider than the image to its width.
             squeeze = gen.image_width / max(text_width, gen.image_width)
-            background = sum(captcha.image.random_color(238, 255)) // 3
+            background_rgb = captcha.image.random_color(238, 255)
+            background = sum(background_rgb) // 3
             canvas = Image.new("L", (glyph.width, gen.image_height), background)
             mask = glyph.convert("L").point(drawer.lookup_table)
             canvas.paste(glyph.convert("L"), (0, (gen.image_height - glyph.height) // 2), mask)
-            width = max(1, round(glyph.width * squeeze * scale_x))
+            if noise:
+                canvas = with_captcha_noise(
+                    drawer, canvas, squeeze, background_rgb, color, gen, rng
+                )
+                squeeze = 1.0  # the canvas is at the captcha's own scale now
+            width = max(1, round(canvas.width * squeeze * scale_x))
             pixels = np.asarray(canvas.resize((width, size), Image.Resampling.BILINEAR))
             pixels = pixels[:, :size]
             left = (size - pixels.shape[1]) // 2
@@ -95,12 +106,33 @@ def glyph_in_a_captcha(drawer, draw, box_widths, params, char: str, rng: random.
         if c != " " or rng.random() > drawer.word_space_probability:
             text_width += rng.choice(box_widths[c])
     glyph = drawer._draw_character(char, draw, color)
-    return glyph, text_width + glyph.width
+    return glyph, text_width + glyph.width, color
 
 
-def make_glyphs(params: Path, pair: str, count: int, seed: int, workers: int):
+def with_captcha_noise(drawer, canvas, squeeze, background_rgb, color, gen, rng):
+    """The glyph's canvas squeezed to the captcha's scale, with the part of a whole
+    captcha's noise layer (dots and curves, drawn as generate_image draws them) that
+    falls on a glyph-wide window, then the captcha's final smoothing."""
+    from PIL import ImageFilter
+
+    tile = canvas.resize(
+        (max(1, round(canvas.width * squeeze)), canvas.height), Image.Resampling.BILINEAR
+    )
+    layer = Image.new("RGB", (gen.image_width, gen.image_height), background_rgb)
+    if gen.noise_dots:
+        drawer.create_noise_dots(layer, color, width=gen.noise_dot_width, number=gen.noise_dots)
+    for _ in range(gen.noise_curves):
+        drawer.create_noise_curve(layer, color)
+    left = rng.randrange(max(1, gen.image_width - tile.width + 1))
+    window = layer.crop((left, 0, left + tile.width, gen.image_height))
+    drawn = (np.asarray(window) != np.asarray(background_rgb, np.uint8)).any(axis=-1)
+    pixels = np.where(drawn, np.asarray(window.convert("L")), np.asarray(tile))
+    return Image.fromarray(pixels.astype(np.uint8)).filter(ImageFilter.SMOOTH)
+
+
+def make_glyphs(params: Path, pair: str, count: int, seed: int, workers: int, noise: bool):
     tasks = [
-        (params, pair, seed * 1_000_003 + chunk, min(CHUNK, count - chunk * CHUNK))
+        (params, pair, seed * 1_000_003 + chunk, min(CHUNK, count - chunk * CHUNK), noise)
         for chunk in range(-(-count // CHUNK))
     ]
     with Pool(workers) as pool:
@@ -187,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filters", type=int, nargs="+", default=[32, 64, 128], help="per block")
     parser.add_argument("--convs-per-block", type=int, default=2)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--noise", action="store_true", help="cross the glyphs with the captcha's noise"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "glyph_separability.json")
     args = parser.parse_args(argv)
     if len(args.pair) != 2 or args.pair[0] == args.pair[1]:
@@ -195,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     params = args.params.resolve()
     start = time.perf_counter()
     train_x, train_y = make_glyphs(
-        params, args.pair, max(args.budgets), seed=1, workers=args.workers
+        params, args.pair, max(args.budgets), seed=1, workers=args.workers, noise=args.noise
     )
-    test_x, test_y = make_glyphs(params, args.pair, args.test, seed=2, workers=args.workers)
+    test_x, test_y = make_glyphs(
+        params, args.pair, args.test, seed=2, workers=args.workers, noise=args.noise
+    )
     drawn = time.perf_counter() - start
     print(f"{len(train_y) + len(test_y)} glyphs drawn in {drawn:.1f} s", flush=True)
     train_x = train_x[..., None].astype("float32") / 255
@@ -220,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "pair": args.pair,
         "font": loaded.generate.fonts[0],
         "glyph_size": size,
+        "noise": args.noise,
         "test_glyphs": args.test,
         "glyphs_per_second_drawn": round((len(train_y) + len(test_y)) / drawn),
         "classifier": f"{len(args.filters)} blocks of {args.convs_per_block} conv3x3 "
@@ -231,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     name = f"{args.pair}_{loaded.generate.fonts[0]}_{size}_{filters}_x{args.convs_per_block}"
+    if args.noise:
+        name += "_noise"
     record(args.out, name, result)
     return 0
 
