@@ -30,7 +30,7 @@ from results_json import record
 
 from captcha_ocr.charsets import BLANK_ID, Charset
 from captcha_ocr.data import inference_dataset
-from captcha_ocr.dataset_info import read_data_info
+from captcha_ocr.dataset_info import DataInfo, read_data_info
 from captcha_ocr.decoding import ctc_greedy, softmax
 from captcha_ocr.evaluation import model_input_spec
 from captcha_ocr.models import kind_of
@@ -39,9 +39,10 @@ from captcha_ocr.prediction import predict_logits
 RESULTS = Path(__file__).parent / "results"
 
 
-def read_test_split(models: list[keras.Model], data: Path) -> tuple[list[np.ndarray], list[str]]:
+def read_test_split(
+    models: list[keras.Model], data: Path, info: DataInfo
+) -> tuple[list[np.ndarray], list[str]]:
     """Each model's log-probabilities (batch, time, classes) and the true texts."""
-    info = read_data_info(data)
     spec = model_input_spec(models[0], info.max_length)
     for model in models[1:]:
         if model_input_spec(model, info.max_length) != spec:
@@ -100,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     models = [keras.models.load_model(path, compile=False) for path in args.models]
     if any(kind_of(model) != "ctc" for model in models):
         parser.error("--models: CTC models only (crnn_ctc)")
-    charset = read_data_info(args.data).charset_map()
-    log_probs, truths = read_test_split(models, args.data)
+    info = read_data_info(args.data)
+    charset = info.charset_map()
+    log_probs, truths = read_test_split(models, args.data, info)
     readings = [greedy_texts(member, charset) for member in log_probs]
 
     # Every text a member read, scored under every member.
