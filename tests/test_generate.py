@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,29 @@ def test_oversample_weights_the_train_split_only():
     train = "".join(drawers[1].draw("train", index)[0] for index in range(100))
     # Then it is about half of the 400 train symbols (9/18: 200 +- 10), not uniform's 40
     assert 150 < train.count("7") < 250
+    # and val and test are the uniform draws, image for image
+    for split in ("val", "test"):
+        for index in range(3):
+            assert drawers[0].draw(split, index) == drawers[1].draw(split, index)
+
+
+def test_doubled_repeats_characters_in_the_train_split_only():
+    plain = params_with(data_overrides={"charset": "digits"})
+    doubling = params_with({"oversample": {"doubled": 0.5}}, {"charset": "digits"})
+    drawers = [
+        CaptchaDrawer(CaptchaSpec.from_params(p.data, p.generate, Path.cwd()))
+        for p in (plain, doubling)
+    ]
+
+    def repeats(drawer: CaptchaDrawer, split: str) -> int:
+        texts = [drawer.draw(split, index)[0] for index in range(100)]
+        return sum(a == b for text in texts for a, b in itertools.pairwise(text))
+
+    # Given each character repeating the one before it half the time, on top of
+    # the 1 in 10 of uniform digits: 55% of the 300 neighbouring pairs (165 +- 9),
+    # against uniform's 30 +- 5
+    assert 120 < repeats(drawers[1], "train") < 210
+    assert repeats(drawers[0], "train") < 60
     # and val and test are the uniform draws, image for image
     for split in ("val", "test"):
         for index in range(3):

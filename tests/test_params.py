@@ -74,6 +74,10 @@ def dotted_keys(tree: dict, prefix: str = "") -> list[str]:
             "generate.oversample.factor: Input should be",
         ),
         ({"generate": {"oversample": {"O": 4}}}, "generate.oversample.O: Extra inputs"),
+        (
+            {"generate": {"oversample": {"doubled": 1}}},
+            "generate.oversample.doubled: Input should be less than 1",
+        ),
         ({"train": {"early_stopping": {"patience": -1}}}, "train.early_stopping.patience:"),
         ({"train": {"optimizer": "adagrad"}}, "train.optimizer: Input should be 'adam'"),
     ],

@@ -138,6 +138,13 @@ class CaptchaDrawer:
             chosen = rng.choices(self.spec.symbols, weights=self._train_weights, k=length)
         else:
             chosen = [rng.choice(self.spec.symbols) for _ in range(length)]
+        doubled = self.spec.params.oversample.doubled
+        if split == "train" and doubled:
+            # A doubled character is read right only if the model puts a CTC blank
+            # between the two; uniform draws give few of them (3 in 36 captchas of 4).
+            for position in range(1, length):
+                if rng.random() < doubled:
+                    chosen[position] = chosen[position - 1]
         text = "".join(chosen)
         font_index = rng.randrange(len(self._captchas))
         with _captcha_randomness(rng):

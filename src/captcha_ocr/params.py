@@ -41,7 +41,8 @@ class SplitCounts(Section):
 
 
 class OversampleParams(Section):
-    """Symbols the train split draws `factor` times as often as the others.
+    """Symbols the train split draws `factor` times as often as the others, and
+    how often its characters repeat the one before them (`doubled`).
 
     Symbols are one string, not a mapping keyed by symbol: `{0: 4, O: 4}` has an
     int and a str key, which DVC cannot hash (it sorts params keys), and `dvc exp
@@ -51,6 +52,13 @@ class OversampleParams(Section):
 
     symbols: str = Field("", description="e.g. 0O; empty = off")
     factor: float = Field(4.0, gt=0, allow_inf_nan=False)
+    doubled: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="chance each character after the first repeats the one before it",
+    )
 
     @field_validator("symbols", mode="before")
     @classmethod
