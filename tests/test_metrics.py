@@ -19,6 +19,15 @@ def test_align_a_dropped_doubled_character_is_one_deletion():
     assert (("A", MISSING) in pairs) and pairs[-2:] == [("B", "B"), ("C", "C")]
 
 
+def test_doubled_accuracy_scores_captchas_with_a_character_next_to_its_copy():
+    truths = ["AAB", "ABA", "CCD", "CCD", "XYZ"]
+    predictions = ["AAB", "AB", "CD", "CCD", "XY"]
+    summary = evaluate_texts(truths, predictions).summary
+    # AAB and the two CCD are doubled; ABA repeats A but not side by side
+    assert summary["n_doubled"] == 3
+    assert summary["doubled_accuracy"] == pytest.approx(2 / 3)
+
+
 def test_align_insertion():
     assert align("AB", "AXB") == [("A", "A"), (MISSING, "X"), ("B", "B")]
 
@@ -34,6 +43,7 @@ def test_scores_on_known_answers():
     assert summary["character_error_rate"] == pytest.approx(2 / 16)
     assert summary["length_accuracy"] == 0.75
     assert summary["n_test"] == 4 and summary["n_wrong"] == 2
+    assert summary["n_doubled"] == 2 and summary["doubled_accuracy"] == 0.0
     assert summary["mean_confidence_correct"] == pytest.approx(0.85)
     assert summary["mean_confidence_wrong"] == pytest.approx(0.35)
     errors = result.per_char["errors"].to_dict()

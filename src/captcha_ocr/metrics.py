@@ -7,6 +7,7 @@ after it into a substitution.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -164,6 +165,9 @@ def evaluate_texts(
     case_only = (wrong["actual"].str.lower() == wrong["predicted"].str.lower()) & (
         wrong["actual"] != MISSING
     )
+    # Captchas with a character next to its copy: CTC reads them only if the model
+    # learned to put a blank between the copies (generate.oversample.doubled).
+    doubled = samples["truth"].map(lambda text: any(a == b for a, b in itertools.pairwise(text)))
     summary: dict[str, float | int] = {
         "sequence_accuracy": float(correct.mean()),
         "character_accuracy": float(1.0 - per_char["errors"].sum() / total_chars),
@@ -172,6 +176,8 @@ def evaluate_texts(
         "n_test": len(samples),
         "n_wrong": int((~correct).sum()),
         "case_confusions": int(case_only.sum()),
+        "n_doubled": int(doubled.sum()),
+        "doubled_accuracy": _mean_or_nan(correct[doubled]),
         "mean_confidence_correct": _mean_or_nan(samples.loc[correct, "confidence"]),
         "mean_confidence_wrong": _mean_or_nan(samples.loc[~correct, "confidence"]),
     }
