@@ -53,7 +53,7 @@ class OversampleParams(Section):
     symbols: str = Field("", description="e.g. 0O; empty = off")
     factor: float = Field(4.0, gt=0, allow_inf_nan=False)
     doubled: float = Field(
-        0.0,
+        0.1,
         ge=0,
         lt=1,
         allow_inf_nan=False,
