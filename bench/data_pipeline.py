@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from results_json import machine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         "test": args.images // 10,
     }
     results: dict[str, object] = {
-        "machine": {"cores": cores, "platform": platform.platform()},
+        "machine": machine(),
         "images": args.images,
         "image_size": [base.generate.image_width, base.generate.image_height],
     }

@@ -4,9 +4,11 @@ training samples/s and inference images/s, on random data of the model's input s
     python bench/model_cost.py                     # the designs in DESIGNS
     python bench/model_cost.py --params params.yaml --name default
 
-Writes bench/results/model_cost.json (one entry per design). Timings are
-medians over several batches after warm-up; expect +-20% between runs on
-shared machines.
+Writes bench/results/model_cost.json (one entry per design, each with the
+machine it ran on; `_machine` describes the entries from before they carried
+one). Timings are medians over several batches after warm-up; expect +-20%
+between runs on shared machines, and 2-3x between CPUs with and without
+AVX-512 (bench/results_json.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import tensorflow as tf
+from results_json import machine
 
 from captcha_ocr.data import InputSpec
 from captcha_ocr.models import build_model
@@ -190,13 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = measure(params, spec, len(data.symbols), params.train.batch_size, args.steps)
         result["overrides"] = overrides
+        result["machine"] = {**machine(), "tensorflow": tf.__version__}
         results[name] = result
         print(f"{name:28s} {json.dumps({k: v for k, v in result.items() if k != 'overrides'})}")
-    results["_machine"] = {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "tensorflow": tf.__version__,
-    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
