@@ -56,6 +56,6 @@ def _cpuinfo() -> tuple[str, set[str]]:
 def record(out: Path, name: str, entry: dict[str, Any]) -> None:
     """Add or replace entry `name` in `out`, stamped with the machine it ran on."""
     results = json.loads(out.read_text()) if out.exists() else {}
-    results[name] = {**entry, "machine": entry.get("machine", machine())}
+    results[name] = {**entry, "machine": entry.get("machine") or machine()}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
