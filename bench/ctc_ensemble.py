@@ -25,13 +25,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
-import tensorflow as tf
 from results_json import record
 
-from captcha_ocr.charsets import BLANK_ID, Charset
+from captcha_ocr.charsets import Charset
 from captcha_ocr.data import inference_dataset
 from captcha_ocr.dataset_info import DataInfo, read_data_info
 from captcha_ocr.decoding import ctc_greedy, softmax
+from captcha_ocr.decoding import ctc_log_likelihood as text_log_likelihood
 from captcha_ocr.evaluation import model_input_spec
 from captcha_ocr.models import kind_of
 from captcha_ocr.prediction import predict_logits
@@ -63,19 +63,7 @@ def greedy_texts(log_probs: np.ndarray, charset: Charset) -> list[str]:
 
 def ctc_log_likelihood(log_probs: np.ndarray, texts: list[str], charset: Charset) -> np.ndarray:
     """log p(text | image) under one model, for row i of log_probs and texts[i]."""
-    lengths = np.array([len(text) for text in texts], np.int32)
-    labels = np.zeros((len(texts), max(1, int(lengths.max()))), np.int32)
-    for row, text in enumerate(texts):
-        labels[row, : len(text)] = charset.encode(text)
-    loss = tf.nn.ctc_loss(
-        labels=tf.constant(labels),
-        logits=tf.constant(log_probs, tf.float32),
-        label_length=tf.constant(lengths),
-        logit_length=tf.fill([len(texts)], log_probs.shape[1]),
-        logits_time_major=False,
-        blank_index=BLANK_ID,
-    )
-    return -loss.numpy().astype(np.float64)
+    return text_log_likelihood(log_probs, [charset.encode(text) for text in texts])
 
 
 def summary(texts: list[str], truths: list[str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from captcha_ocr.decoding import ctc_beam_search, ctc_greedy
+from captcha_ocr.decoding import ctc_beam_search, ctc_greedy, ctc_log_likelihood
 
 
 def logits_for(paths: list[list[int]], classes: int = 4, peak: float = 10.0) -> np.ndarray:
@@ -38,3 +38,12 @@ def test_beam_search_agrees_on_clear_logits():
 def test_wrong_shape_is_refused():
     with pytest.raises(ValueError, match="batch, time, classes"):
         ctc_greedy(np.zeros((4, 5)))
+
+
+def test_ctc_log_likelihood_sums_every_alignment():
+    # Two steps, uniform over blank and two symbols: [1] has three alignments
+    # (1 blank, blank 1, 1 1) of probability 1/9 each; the empty label one (blank blank)
+    logits = np.zeros((2, 2, 3), np.float32)
+    assert np.exp(ctc_log_likelihood(logits, [[1], []])) == pytest.approx([3 / 9, 1 / 9])
+    # A doubled symbol needs a blank between its copies: three steps at least
+    assert np.exp(ctc_log_likelihood(logits[:1], [[1, 1]]))[0] == pytest.approx(0.0, abs=1e-6)

@@ -80,6 +80,10 @@ def dotted_keys(tree: dict, prefix: str = "") -> list[str]:
         ),
         ({"train": {"early_stopping": {"patience": -1}}}, "train.early_stopping.patience:"),
         ({"train": {"optimizer": "adagrad"}}, "train.optimizer: Input should be 'adam'"),
+        (
+            {"evaluate": {"tta_shifts": -1}},
+            "evaluate.tta_shifts: Input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_bad_key_or_value_names_the_dotted_key(overrides, expected):

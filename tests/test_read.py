@@ -63,6 +63,46 @@ def test_read_gives_what_evaluate_predicted(trained, tiny_dataset, capsys):
     assert evaluated["confidence"].nunique() == 48
 
 
+def test_shifted_reads_agree_between_read_and_evaluate(trained, tiny_dataset, tmp_path, capsys):
+    # Given evaluate run again with evaluate.tta_shifts: 2 (five reads per captcha)
+    params = tmp_path / "params.yaml"
+    text = Path(tiny_dataset["params"]).read_text()
+    assert "tta_shifts: 0" in text
+    params.write_text(text.replace("tta_shifts: 0", "tta_shifts: 2"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained / 'mlruns.db'}")
+        patch.chdir(trained)
+        code = evaluate.main(
+            ["--params", str(params), "--data", str(tiny_dataset["tfrecords"]),
+             "--model-dir", str(trained / "models"), "--metrics", str(tmp_path / "evaluate.json"),
+             "--plots", str(tmp_path / "plots")]
+        )  # fmt: skip
+    assert code == 0
+    capsys.readouterr()  # evaluate's summary
+    # When read reads the test PNGs with --tta-shifts 2
+    code = read.main(
+        [str(tiny_dataset["raw"] / "test"), "--model", str(trained / "models" / "model.keras"),
+         "--data", str(tiny_dataset["tfrecords"]), "--tta-shifts", "2"]
+    )  # fmt: skip
+    assert code == 0
+    readings = read_csv(capsys.readouterr().out)
+    by_id = {Path(path).stem: row for path, row in readings.iterrows()}
+    # Then both read every captcha alike
+    shifted = pd.read_csv(
+        tmp_path / "plots" / "predictions.csv", dtype={"predicted": str}, keep_default_na=False
+    ).set_index("id")
+    assert len(by_id) == len(shifted) == 48
+    for image_id, row in shifted.iterrows():
+        assert by_id[image_id]["text"] == row["predicted"], image_id
+        assert by_id[image_id]["confidence"] == pytest.approx(row["confidence"], rel=1e-3)
+    # and not as one read does: a shifted read's confidence is its texts' mean likelihood
+    # over the copies, not the probability of one copy's best path
+    single = pd.read_csv(trained / "plots" / "evaluate" / "predictions.csv").set_index("id")
+    assert not np.allclose(
+        shifted.loc[single.index, "confidence"], single["confidence"], rtol=1e-3, atol=0
+    )
+
+
 def test_files_become_the_pixels_the_tfrecord_reader_gives(tiny_dataset):
     from captcha_ocr.data import InputSpec, inference_dataset
     from captcha_ocr.dataset_info import read_data_info

@@ -84,3 +84,23 @@ def decode(
     if strategy == "beam_search":
         return ctc_beam_search(logits, beam_width)
     raise ValueError(f"unknown CTC decoding strategy {strategy!r}")
+
+
+def ctc_log_likelihood(logits: np.ndarray, labels: list[list[int]]) -> np.ndarray:
+    """log p(labels[i] | image i) for row i of (batch, time, classes) logits: the
+    negative CTC loss, which sums over every alignment of the label, not one path."""
+    import tensorflow as tf
+
+    lengths = np.array([len(label) for label in labels], np.int32)
+    dense = np.zeros((len(labels), max(1, int(lengths.max(initial=0)))), np.int32)
+    for row, label in enumerate(labels):
+        dense[row, : len(label)] = label
+    loss = tf.nn.ctc_loss(
+        labels=tf.constant(dense),
+        logits=tf.constant(logits, tf.float32),
+        label_length=tf.constant(lengths),
+        logit_length=tf.fill([len(labels)], logits.shape[1]),
+        logits_time_major=False,
+        blank_index=BLANK_ID,
+    )
+    return -loss.numpy().astype(np.float64)

@@ -155,7 +155,12 @@ def evaluate(
             tfrecord_dir, info, "test", spec, batch_size=params.evaluate.batch_size
         )
         predictions = predict_batches(
-            model, batches, info.charset_map(), params.evaluate.decoder, params.evaluate.beam_width
+            model,
+            batches,
+            info.charset_map(),
+            params.evaluate.decoder,
+            params.evaluate.beam_width,
+            params.evaluate.tta_shifts,
         )
         evaluation = evaluate_texts(
             predictions.truths,

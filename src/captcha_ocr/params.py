@@ -340,6 +340,13 @@ class EvaluateParams(Section):
     batch_size: int = Field(256, ge=1)
     decoder: Literal["greedy", "beam_search"] = "greedy"
     beam_width: int = Field(10, ge=1)
+    tta_shifts: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="test-time shifts: also read each image moved 1..N pixels left and "
+        "right and keep the text the reads agree on (captcha_ocr.tta); 0 = one read",
+    )
 
 
 class MLflowParams(Section):

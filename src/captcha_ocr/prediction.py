@@ -10,8 +10,9 @@ import numpy as np
 import tensorflow as tf
 
 from captcha_ocr.charsets import Charset
-from captcha_ocr.decoding import decode
+from captcha_ocr.decoding import Decoded, decode
 from captcha_ocr.models import kind_of
+from captcha_ocr.tta import combine_reads, shift_images, shift_offsets
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,30 @@ def predict_logits(model: keras.Model, images: tf.Tensor | np.ndarray) -> np.nda
     return np.asarray(model.predict_on_batch(images))
 
 
+def read_images(
+    model: keras.Model,
+    images: tf.Tensor | np.ndarray,
+    kind: str,
+    decoder: str = "greedy",
+    beam_width: int = 10,
+    tta_shifts: int = 0,
+) -> Decoded:
+    """One batch read; with tta_shifts > 0, also read shifted up to that many pixels
+    left and right, and combined (captcha_ocr.tta)."""
+    if not tta_shifts:
+        return decode(predict_logits(model, images), kind, decoder, beam_width)
+    images = np.asarray(images)
+    logits = [predict_logits(model, shift_images(images, dx)) for dx in shift_offsets(tta_shifts)]
+    return combine_reads(logits, kind, decoder, beam_width)
+
+
 def predict_batches(
     model: keras.Model,
     batches: Iterable[dict[str, tf.Tensor]],
     charset: Charset,
     decoder: str = "greedy",
     beam_width: int = 10,
+    tta_shifts: int = 0,
 ) -> Predictions:
     """Batches of dicts with `image` and `label` (ids), plus optional `id`."""
     kind = kind_of(model)
@@ -42,7 +61,7 @@ def predict_batches(
     ids: list[str] = []
     confidences: list[np.ndarray] = []
     for batch in batches:
-        decoded = decode(predict_logits(model, batch["image"]), kind, decoder, beam_width)
+        decoded = read_images(model, batch["image"], kind, decoder, beam_width, tta_shifts)
         texts.extend(charset.decode(row) for row in decoded.ids)
         truths.extend(charset.decode(row) for row in batch["label"].numpy())
         confidences.append(decoded.confidence)

@@ -81,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--decoder", choices=("greedy", "beam_search"), default="greedy")
     parser.add_argument("--beam-width", type=int, default=10)
+    parser.add_argument(
+        "--tta-shifts",
+        type=int,
+        default=0,
+        choices=range(9),
+        metavar="N",
+        help="also read each image shifted 1..N pixels left and right and combine the "
+        "reads, as evaluate.tta_shifts does (0-8; default 0: one read)",
+    )
     args = parser.parse_args(argv)
 
     # Before TensorFlow's import: a wrong path fails in a second, not in five.
@@ -120,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             # No labels: an empty one per image keeps predict_batches' contract.
             yield {"image": chunk, "label": tf.zeros((len(chunk), 0), tf.int32)}
 
-    predictions = predict_batches(model, batches(), charset, args.decoder, args.beam_width)
+    predictions = predict_batches(
+        model, batches(), charset, args.decoder, args.beam_width, args.tta_shifts
+    )
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["path", "text", "confidence"])
     for path, text, confidence in zip(
