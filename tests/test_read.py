@@ -12,6 +12,7 @@ import pytest
 
 from captcha_ocr import read
 from stages import evaluate, train
+from tests.conftest import write_params
 from tests.test_train_evaluate import stage_args
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def test_read_gives_what_evaluate_predicted(trained, tiny_dataset, capsys):
     # When the trained model reads the folder
     code = read.main(
         [str(test_images), "--model", str(trained / "models" / "model.keras"),
-         "--data", str(tiny_dataset["tfrecords"])]
+         "--data", str(tiny_dataset["tfrecords"]), "--params", str(tiny_dataset["params"])]
     )  # fmt: skip
     assert code == 0
     readings = read_csv(capsys.readouterr().out)
@@ -64,43 +65,53 @@ def test_read_gives_what_evaluate_predicted(trained, tiny_dataset, capsys):
 
 
 def test_shifted_reads_agree_between_read_and_evaluate(trained, tiny_dataset, tmp_path, capsys):
-    # Given evaluate run again with evaluate.tta_shifts: 2 (five reads per captcha)
-    params = tmp_path / "params.yaml"
-    text = Path(tiny_dataset["params"]).read_text()
-    assert "tta_shifts: 0" in text
-    params.write_text(text.replace("tta_shifts: 0", "tta_shifts: 2"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained / 'mlruns.db'}")
-        patch.chdir(trained)
-        code = evaluate.main(
-            ["--params", str(params), "--data", str(tiny_dataset["tfrecords"]),
-             "--model-dir", str(trained / "models"), "--metrics", str(tmp_path / "evaluate.json"),
-             "--plots", str(tmp_path / "plots")]
-        )  # fmt: skip
-    assert code == 0
-    capsys.readouterr()  # evaluate's summary
-    # When read reads the test PNGs with --tta-shifts 2
-    code = read.main(
-        [str(tiny_dataset["raw"] / "test"), "--model", str(trained / "models" / "model.keras"),
-         "--data", str(tiny_dataset["tfrecords"]), "--tta-shifts", "2"]
-    )  # fmt: skip
-    assert code == 0
-    readings = read_csv(capsys.readouterr().out)
-    by_id = {Path(path).stem: row for path, row in readings.iterrows()}
-    # Then both read every captcha alike
-    shifted = pd.read_csv(
-        tmp_path / "plots" / "predictions.csv", dtype={"predicted": str}, keep_default_na=False
-    ).set_index("id")
-    assert len(by_id) == len(shifted) == 48
-    for image_id, row in shifted.iterrows():
-        assert by_id[image_id]["text"] == row["predicted"], image_id
-        assert by_id[image_id]["confidence"] == pytest.approx(row["confidence"], rel=1e-3)
-    # and not as one read does: a shifted read's confidence is its texts' mean likelihood
+    model = str(trained / "models" / "model.keras")
+    predictions: dict[int, pd.DataFrame] = {}
+    params: dict[int, Path] = {}
+    for shifts in (0, 2):
+        # Given evaluate run with one read per captcha, and with five (evaluate.tta_shifts)
+        params[shifts] = write_params(
+            tmp_path / f"params-{shifts}.yaml", {"evaluate": {"tta_shifts": shifts}}
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained / 'mlruns.db'}")
+            patch.chdir(trained)
+            code = evaluate.main(
+                ["--params", str(params[shifts]), "--data", str(tiny_dataset["tfrecords"]),
+                 "--model-dir", str(trained / "models"),
+                 "--metrics", str(tmp_path / f"evaluate-{shifts}.json"),
+                 "--plots", str(tmp_path / f"plots-{shifts}")]
+            )  # fmt: skip
+        assert code == 0
+        capsys.readouterr()  # evaluate's summary
+        predictions[shifts] = pd.read_csv(
+            tmp_path / f"plots-{shifts}" / "predictions.csv",
+            dtype={"predicted": str},
+            keep_default_na=False,
+        ).set_index("id")
+    for shifts, other in ((0, 2), (2, 0)):
+        # When read reads the test PNGs with that params file, or with --tta-shifts
+        # overriding the other one
+        for options in (["--params", str(params[shifts])],
+                        ["--params", str(params[other]), "--tta-shifts", str(shifts)]):  # fmt: skip
+            code = read.main(
+                [str(tiny_dataset["raw"] / "test"), "--model", model,
+                 "--data", str(tiny_dataset["tfrecords"]), *options]
+            )  # fmt: skip
+            assert code == 0
+            reading = read_csv(capsys.readouterr().out)
+            # Then it reads every captcha as that evaluate did
+            by_id = {Path(path).stem: row for path, row in reading.iterrows()}
+            assert len(by_id) == len(predictions[shifts]) == 48
+            for image_id, row in predictions[shifts].iterrows():
+                assert by_id[image_id]["text"] == row["predicted"], (options, image_id)
+                assert by_id[image_id]["confidence"] == pytest.approx(row["confidence"], rel=1e-3)
+    # and the two settings differ: a shifted read's confidence is its text's mean likelihood
     # over the copies, not the probability of one copy's best path
-    single = pd.read_csv(trained / "plots" / "evaluate" / "predictions.csv").set_index("id")
     assert not np.allclose(
-        shifted.loc[single.index, "confidence"], single["confidence"], rtol=1e-3, atol=0
-    )
+        predictions[2]["confidence"], predictions[0].loc[predictions[2].index, "confidence"],
+        rtol=1e-3, atol=0,
+    )  # fmt: skip
 
 
 def test_files_become_the_pixels_the_tfrecord_reader_gives(tiny_dataset):
@@ -178,3 +189,14 @@ def test_a_missing_model_fails_before_tensorflow_loads(tmp_path, capsys):
         read.main([str(tmp_path), "--model", str(tmp_path / "none.keras"), "--data", str(tmp_path)])
     assert stopped.value.code == 2
     assert f"model {tmp_path / 'none.keras'} not found" in capsys.readouterr().err
+
+
+def test_bad_reading_options_are_refused_before_tensorflow_loads(tmp_path, capsys):
+    for options, message in (
+        (["--tta-shifts", "-1"], "--tta-shifts: Input should be greater than or equal to 0"),
+        (["--params", str(tmp_path / "none.yaml")], f"params {tmp_path / 'none.yaml'} not found"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            read.main([str(tmp_path), *options])
+        assert stopped.value.code == 2
+        assert message in capsys.readouterr().err

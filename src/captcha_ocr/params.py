@@ -341,7 +341,7 @@ class EvaluateParams(Section):
     decoder: Literal["greedy", "beam_search"] = "greedy"
     beam_width: int = Field(10, ge=1)
     tta_shifts: int = Field(
-        0,
+        2,
         ge=0,
         le=8,
         description="test-time shifts: also read each image moved 1..N pixels left and "

@@ -6,7 +6,8 @@ Images are prepared as the pipeline prepares its own (importing.load_image reads
 any format Pillow knows and flattens transparency onto white; data.decode_image
 resizes to the model's input), so a model reads a file exactly as it read its
 test split. The charset comes from the data the model was trained on
-(data/tfrecords/data_info.json), as in evaluate. A file that is not a readable
+(data/tfrecords/data_info.json), as in evaluate, and the decoder and test-time
+shifts from params.yaml's evaluate section unless given. A file that is not a readable
 image is reported on stderr with its path and reason; the others are still read,
 and the exit status is then 1.
 """
@@ -26,11 +27,13 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from captcha_ocr.importing import load_image, sample_files
+from captcha_ocr.params import EvaluateParams, ParamsError, load_params
 
 if TYPE_CHECKING:
     from captcha_ocr.data import InputSpec
 
 BATCH_SIZE = 256
+DEFAULT_PARAMS = Path("params.yaml")
 
 
 def image_paths(targets: list[Path]) -> Iterator[Path]:
@@ -67,6 +70,36 @@ def prepare(
     return readable, stacked, failures
 
 
+def reading_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> EvaluateParams:
+    """The decoder and shifts: the options given, else the params file's evaluate
+    section, else the schema's defaults when the default params.yaml is absent."""
+    from pydantic import ValidationError
+
+    settings = EvaluateParams()
+    if args.params.is_file():
+        try:
+            settings = load_params(args.params).evaluate
+        except ParamsError as error:
+            parser.error(str(error))
+    elif args.params != DEFAULT_PARAMS:
+        parser.error(f"params {args.params} not found")
+    given = {
+        "decoder": args.decoder,
+        "beam_width": args.beam_width,
+        "tta_shifts": args.tta_shifts,
+    }
+    try:
+        return EvaluateParams.model_validate(
+            settings.model_dump()
+            | {key: value for key, value in given.items() if value is not None}
+        )
+    except ValidationError as error:
+        problems = "; ".join(
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in error.errors()
+        )
+        parser.error(problems)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,18 +112,24 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("data/tfrecords"),
         help="the TFRecord folder the model was trained on (for its charset)",
     )
-    parser.add_argument("--decoder", choices=("greedy", "beam_search"), default="greedy")
-    parser.add_argument("--beam-width", type=int, default=10)
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=DEFAULT_PARAMS,
+        help="the options below default to this file's evaluate section, so that images "
+        "are read as evaluate read the test split (default: params.yaml, if there is one)",
+    )
+    parser.add_argument("--decoder", choices=("greedy", "beam_search"))
+    parser.add_argument("--beam-width", type=int)
     parser.add_argument(
         "--tta-shifts",
         type=int,
-        default=0,
-        choices=range(9),
         metavar="N",
-        help="also read each image shifted 1..N pixels left and right and combine the "
-        "reads, as evaluate.tta_shifts does (0-8; default 0: one read)",
+        help="also read each image shifted 1..N pixels left and right and keep the "
+        "likeliest text (evaluate.tta_shifts); 0: one read",
     )
     args = parser.parse_args(argv)
+    settings = reading_settings(args, parser)
 
     # Before TensorFlow's import: a wrong path fails in a second, not in five.
     for path, what in ((args.model, "model"), (args.data / "data_info.json", "data info")):
@@ -130,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
             yield {"image": chunk, "label": tf.zeros((len(chunk), 0), tf.int32)}
 
     predictions = predict_batches(
-        model, batches(), charset, args.decoder, args.beam_width, args.tta_shifts
+        model,
+        batches(),
+        charset,
+        settings.decoder,
+        settings.beam_width,
+        settings.tta_shifts,
     )
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["path", "text", "confidence"])
