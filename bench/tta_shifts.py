@@ -38,13 +38,6 @@ from captcha_ocr.tta import combine_reads, shift_images, shift_offsets
 RESULTS = Path(__file__).parent / "results"
 
 
-def shift_rows(images: np.ndarray, dy: int) -> np.ndarray:
-    """Images moved dy pixels down (up when negative), the edge row repeated."""
-    pad = abs(dy)
-    padded = np.pad(images, ((0, 0), (pad, pad), (0, 0), (0, 0)), mode="edge")
-    return padded[:, pad - dy : pad - dy + images.shape[1]]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, required=True)
@@ -75,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             seconds_per_read += (time.perf_counter() - start) / len(offsets)
         for dy in (-1, 1):
-            up_or_down = predict_logits(model, shift_rows(images, dy))
+            up_or_down = predict_logits(model, shift_images(images, dy, axis=1))
             logits.setdefault(f"dy{dy:+d}", []).append(up_or_down)
 
     def texts(decoded) -> list[str]:

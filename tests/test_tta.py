@@ -29,6 +29,11 @@ def test_shifts_move_the_content_and_repeat_the_edge():
     assert shift_images(images, 0) is images
     with pytest.raises(ValueError, match="whole 5-pixel image"):
         shift_images(images, 5)
+    # Along the rows (axis=1): row 0 moves to row 1, the gap repeats it
+    down = shift_images(images, 1, axis=1)
+    np.testing.assert_array_equal(down[:, 1], images[:, 0])
+    np.testing.assert_array_equal(down[:, 0], images[:, 0])
+    np.testing.assert_array_equal(shift_images(images, -1, axis=1)[:, 0], images[:, 1])
 
 
 def one_step_logits(scores: dict[int, float], classes: int = 4) -> np.ndarray:

@@ -31,18 +31,21 @@ def shift_offsets(max_shift: int) -> list[int]:
     return offsets
 
 
-def shift_images(images: np.ndarray, dx: int) -> np.ndarray:
-    """(batch, height, width, channels) images moved dx pixels right (left when
-    negative), the edge column repeated into the gap: captcha backgrounds are flat,
-    so no seam appears (as train.augment.translate fills its shifts)."""
-    if dx == 0:
+def shift_images(images: np.ndarray, shift: int, axis: int = 2) -> np.ndarray:
+    """(batch, height, width, channels) images moved `shift` pixels right (left when
+    negative), or down with axis=1, the edge column or row repeated into the gap:
+    captcha backgrounds are flat, so no seam appears (as train.augment.translate
+    fills its shifts)."""
+    if shift == 0:
         return images
-    width = images.shape[2]
-    if abs(dx) >= width:
-        raise ValueError(f"a shift of {dx} pixels moves the whole {width}-pixel image out")
-    pad = abs(dx)
-    padded = np.pad(images, ((0, 0), (0, 0), (pad, pad), (0, 0)), mode="edge")
-    return padded[:, :, pad - dx : pad - dx + width]
+    size = images.shape[axis]
+    if abs(shift) >= size:
+        raise ValueError(f"a shift of {shift} pixels moves the whole {size}-pixel image out")
+    pad = abs(shift)
+    padding = [(0, 0)] * images.ndim
+    padding[axis] = (pad, pad)
+    padded = np.pad(images, padding, mode="edge")
+    return np.take(padded, np.arange(pad - shift, pad - shift + size), axis=axis)
 
 
 def combine_reads(
