@@ -114,6 +114,50 @@ def test_shifted_reads_agree_between_read_and_evaluate(trained, tiny_dataset, tm
     )  # fmt: skip
 
 
+def test_a_multihead_model_reads_shifted_copies_as_evaluate_did(tiny_dataset, tmp_path, capsys):
+    # Given a tiny multi-head model trained and evaluated with three reads per captcha
+    params = write_params(
+        tmp_path / "params.yaml",
+        {"model": {"arch": "cnn_multihead",
+                   "cnn_multihead": {"conv_filters": [4, 8], "dense_units": 16}},
+         "train": {"epochs": 1}, "evaluate": {"tta_shifts": 1}},
+    )  # fmt: skip
+    args = stage_args({**tiny_dataset, "params": params}, tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+        patch.delenv("DVC_ROOT", raising=False)
+        patch.chdir(tmp_path)
+        assert train.main(args["train"]) == 0
+        assert evaluate.main(args["evaluate"]) == 0
+    capsys.readouterr()
+    evaluated = pd.read_csv(
+        tmp_path / "plots" / "evaluate" / "predictions.csv", dtype={"predicted": str},
+        keep_default_na=False,
+    ).set_index("id")  # fmt: skip
+    # When read reads the test PNGs with the same params
+    code = read.main(
+        [str(tiny_dataset["raw"] / "test"), "--model", str(tmp_path / "models" / "model.keras"),
+         "--data", str(tiny_dataset["tfrecords"]), "--params", str(params)]
+    )  # fmt: skip
+    assert code == 0
+    reading = read_csv(capsys.readouterr().out)
+    # Then every captcha gets the text and confidence evaluate gave it: the copies'
+    # probabilities averaged per position
+    by_id = {Path(path).stem: row for path, row in reading.iterrows()}
+    assert len(by_id) == len(evaluated) == 48
+    for image_id, row in evaluated.iterrows():
+        assert by_id[image_id]["text"] == row["predicted"], image_id
+        assert by_id[image_id]["confidence"] == pytest.approx(row["confidence"], rel=1e-3)
+    # and one read per captcha (--tta-shifts 0) gives other confidences
+    code = read.main(
+        [str(tiny_dataset["raw"] / "test"), "--model", str(tmp_path / "models" / "model.keras"),
+         "--data", str(tiny_dataset["tfrecords"]), "--params", str(params), "--tta-shifts", "0"]
+    )  # fmt: skip
+    assert code == 0
+    once = read_csv(capsys.readouterr().out).loc[reading.index]
+    assert not np.allclose(once["confidence"], reading["confidence"], rtol=1e-3, atol=0)
+
+
 def test_files_become_the_pixels_the_tfrecord_reader_gives(tiny_dataset):
     from captcha_ocr.data import InputSpec, inference_dataset
     from captcha_ocr.dataset_info import read_data_info
