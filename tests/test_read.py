@@ -18,11 +18,10 @@ from tests.test_train_evaluate import stage_args
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_dataset, tmp_path_factory) -> Path:
-    """A tiny model trained and evaluated once for this module (its own MLflow store)."""
-    root = tmp_path_factory.mktemp("read")
-    args = stage_args(tiny_dataset, root)
+def train_and_evaluate(dataset: dict[str, Path], root: Path) -> Path:
+    """Train a model on `dataset` with its params and evaluate it, in root (its own
+    MLflow store)."""
+    args = stage_args(dataset, root)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns.db'}")
         patch.delenv("DVC_ROOT", raising=False)
@@ -30,6 +29,12 @@ def trained(tiny_dataset, tmp_path_factory) -> Path:
         assert train.main(args["train"]) == 0
         assert evaluate.main(args["evaluate"]) == 0
     return root
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory) -> Path:
+    """A tiny model trained and evaluated once for this module."""
+    return train_and_evaluate(tiny_dataset, tmp_path_factory.mktemp("read"))
 
 
 def read_csv(text: str) -> pd.DataFrame:
@@ -122,13 +127,7 @@ def test_a_multihead_model_reads_shifted_copies_as_evaluate_did(tiny_dataset, tm
                    "cnn_multihead": {"conv_filters": [4, 8], "dense_units": 16}},
          "train": {"epochs": 1}, "evaluate": {"tta_shifts": 1}},
     )  # fmt: skip
-    args = stage_args({**tiny_dataset, "params": params}, tmp_path)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
-        patch.delenv("DVC_ROOT", raising=False)
-        patch.chdir(tmp_path)
-        assert train.main(args["train"]) == 0
-        assert evaluate.main(args["evaluate"]) == 0
+    train_and_evaluate({**tiny_dataset, "params": params}, tmp_path)
     capsys.readouterr()
     evaluated = pd.read_csv(
         tmp_path / "plots" / "evaluate" / "predictions.csv", dtype={"predicted": str},
