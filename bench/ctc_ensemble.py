@@ -1,16 +1,21 @@
-"""Would two or more trained CTC models read the test split better together?
+"""Would two or more trained CTC models read a split better together, and
+with shifted reads (evaluate.tta_shifts) on top?
 
     python bench/ctc_ensemble.py --data data/tfrecords --name default_3_seeds \\
-        --models models/model.keras seed7/model.keras seed99/model.keras
+        --models models/model.keras seed7/model.keras seed99/model.keras --max-shift 2
 
-Each model reads every test captcha (greedy decoding, as `evaluate` does). Then
-every text any member read is scored under every member by its CTC likelihood
-(all alignments summed, so members need not place their peaks on the same time
-steps), and the text with the highest mean likelihood wins ("mixture"; "product"
-sums the log-likelihoods instead). For comparison it also averages the members'
-per-time-step probabilities before decoding ("frame average"), which assumes the
-members align alike. Every subset of two or more members is scored, so a third
-model shows what each pair gets. Writes bench/results/ctc_ensemble.json.
+Each model reads every test captcha, unshifted and (with --max-shift n) shifted
+up to n pixels left and right. Members are combined as `evaluate` combines one
+model's shifted reads (captcha_ocr.tta): every text any read found is scored under
+every read by its CTC likelihood (all alignments summed, so reads need not place
+their peaks on the same time steps), and the text with the highest mean likelihood
+wins ("mixture"). Unshifted, it also sums the log-likelihoods instead ("product")
+and averages the members' per-time-step probabilities before decoding ("frame
+average"), which assumes the members align alike. Every member alone and every
+subset of two or more is scored at 1, 3, ... 2n+1 reads per model, with how many
+of the subset's mistakes every one of its members makes alone ("made by every
+member"): mistakes no member avoids are what adding members cannot fix. Writes
+bench/results/ctc_ensemble.json.
 """
 
 from __future__ import annotations
@@ -35,35 +40,61 @@ from captcha_ocr.decoding import ctc_log_likelihood as text_log_likelihood
 from captcha_ocr.evaluation import model_input_spec
 from captcha_ocr.models import kind_of
 from captcha_ocr.prediction import predict_logits
+from captcha_ocr.tta import combine_reads, shift_images, shift_offsets
 
 RESULTS = Path(__file__).parent / "results"
+ROWS_PER_COMBINE = 1000  # bounds the memory of scoring every candidate under every read
 
 
-def read_test_split(
-    models: list[keras.Model], data: Path, info: DataInfo
-) -> tuple[list[np.ndarray], list[str]]:
-    """Each model's log-probabilities (batch, time, classes) and the true texts."""
+def read_split(
+    models: list[keras.Model], data: Path, info: DataInfo, split: str, offsets: list[int]
+) -> tuple[list[list[np.ndarray]], list[str]]:
+    """reads[m][k]: model m's log-probabilities (batch, time, classes) for the split's
+    images moved offsets[k] pixels; and the true texts."""
     spec = model_input_spec(models[0], info.max_length)
     for model in models[1:]:
         if model_input_spec(model, info.max_length) != spec:
             raise SystemExit("--models: every model must take the same input size")
-    outputs: list[list[np.ndarray]] = [[] for _ in models]
+    parts: list[list[list[np.ndarray]]] = [[[] for _ in offsets] for _ in models]
     truths: list[str] = []
-    for batch in inference_dataset(data, info, "test", spec, batch_size=256):
+    for batch in inference_dataset(data, info, split, spec, batch_size=256):
         truths.extend(text.decode("utf-8") for text in batch["text"].numpy())
+        images = batch["image"].numpy()
         for index, model in enumerate(models):
-            logits = predict_logits(model, batch["image"]).astype(np.float64)
-            outputs[index].append(np.log(softmax(logits)))
-    return [np.concatenate(parts) for parts in outputs], truths
+            for k, dx in enumerate(offsets):
+                logits = predict_logits(model, shift_images(images, dx)).astype(np.float64)
+                parts[index][k].append(np.log(softmax(logits)))
+    return [[np.concatenate(shift) for shift in member] for member in parts], truths
 
 
 def greedy_texts(log_probs: np.ndarray, charset: Charset) -> list[str]:
     return [charset.decode(ids) for ids in ctc_greedy(log_probs).ids]
 
 
-def ctc_log_likelihood(log_probs: np.ndarray, texts: list[str], charset: Charset) -> np.ndarray:
-    """log p(text | image) under one model, for row i of log_probs and texts[i]."""
-    return text_log_likelihood(log_probs, [charset.encode(text) for text in texts])
+def mixture_texts(reads: list[np.ndarray], charset: Charset) -> list[str]:
+    """The reads (same images, same order) combined as evaluate combines shifted reads."""
+    texts: list[str] = []
+    for start in range(0, len(reads[0]), ROWS_PER_COMBINE):
+        rows = slice(start, start + ROWS_PER_COMBINE)
+        decoded = combine_reads([read[rows] for read in reads], "ctc")
+        texts.extend(charset.decode(ids) for ids in decoded.ids)
+    return texts
+
+
+def product_texts(reads: list[np.ndarray], charset: Charset) -> list[str]:
+    """Every text a read found, scored by the sum of its log-likelihoods under all."""
+    readings = [greedy_texts(read, charset) for read in reads]
+    candidates = sorted(
+        {(row, reading[row]) for reading in readings for row in range(len(reading))}
+    )
+    rows = np.array([row for row, _ in candidates])
+    encoded = [charset.encode(text) for _, text in candidates]
+    scores = sum(text_log_likelihood(read[rows], encoded) for read in reads)
+    best: dict[int, int] = {}
+    for index, row in enumerate(rows.tolist()):
+        if row not in best or scores[index] > scores[best[row]]:
+            best[row] = index
+    return [candidates[best[row]][1] for row in range(len(readings[0]))]
 
 
 def summary(texts: list[str], truths: list[str]) -> dict[str, Any]:
@@ -79,8 +110,11 @@ def summary(texts: list[str], truths: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("data/tfrecords"))
+    parser.add_argument("--split", default="test", choices=("val", "test"))
     parser.add_argument("--models", type=Path, nargs="+", required=True)
+    parser.add_argument("--max-shift", type=int, default=0, help="shifted reads per model")
     parser.add_argument("--name", required=True, help="the entry's name in the results file")
+    parser.add_argument("--note", default="", help="free text kept with the entry")
     parser.add_argument("--out", type=Path, default=RESULTS / "ctc_ensemble.json")
     args = parser.parse_args(argv)
     if len(args.models) < 2:
@@ -91,53 +125,46 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--models: CTC models only (crnn_ctc)")
     info = read_data_info(args.data)
     charset = info.charset_map()
-    log_probs, truths = read_test_split(models, args.data, info)
-    readings = [greedy_texts(member, charset) for member in log_probs]
+    reads, truths = read_split(models, args.data, info, args.split, shift_offsets(args.max_shift))
 
-    # Every text a member read, scored under every member.
-    candidates = sorted({(row, member[row]) for member in readings for row in range(len(truths))})
-    rows = np.array([row for row, _ in candidates])
-    texts = [text for _, text in candidates]
-    scores = np.stack([ctc_log_likelihood(member[rows], texts, charset) for member in log_probs])
-
-    def combined(members: tuple[int, ...], rule: str) -> list[str]:
-        proposed = [
-            index
-            for index, (row, text) in enumerate(candidates)
-            if any(readings[m][row] == text for m in members)
-        ]
-        picked: dict[int, tuple[float, str]] = {}
-        for index in proposed:
-            member_scores = scores[list(members), index]
-            score = (
-                float(np.logaddexp.reduce(member_scores))
-                if rule == "mixture"
-                else float(member_scores.sum())
-            )
-            row = int(rows[index])
-            if row not in picked or score > picked[row][0]:
-                picked[row] = (score, texts[index])
-        return [picked[row][1] for row in range(len(truths))]
+    def wrong_rows(texts: list[str]) -> set[int]:
+        pairs = zip(texts, truths, strict=True)
+        return {row for row, (text, truth) in enumerate(pairs) if text != truth}
 
     result: dict[str, Any] = {
         "data": str(args.data),
-        "n_test": len(truths),
-        "members": [
-            {"model": str(path)} | summary(reading, truths)
-            for path, reading in zip(args.models, readings, strict=True)
-        ],
+        "split": args.split,
+        "n": len(truths),
+        "note": args.note,
+        "members": [{"model": str(path)} for path in args.models],
         "ensembles": [],
     }
-    for size in range(2, len(models) + 1):
-        for members in itertools.combinations(range(len(models)), size):
-            entry: dict[str, Any] = {"members": list(members)}
-            for rule in ("mixture", "product"):
-                entry[rule] = summary(combined(members, rule), truths)
-            if len({log_probs[m].shape[1] for m in members}) == 1:
-                frame_average = np.log(np.mean([np.exp(log_probs[m]) for m in members], axis=0))
-                entry["frame_average"] = summary(greedy_texts(frame_average, charset), truths)
-            print(entry, flush=True)
-            result["ensembles"].append(entry)
+    for shifts in range(args.max_shift + 1):
+        per_model = 2 * shifts + 1
+        # Offsets 0, -1, 1, ...: a model's first 2n+1 reads are its reads with n shifts.
+        alone = [mixture_texts(member[:per_model], charset) for member in reads]
+        for member, texts in zip(result["members"], alone, strict=True):
+            member[f"{per_model}_reads"] = summary(texts, truths)
+        for size in range(2, len(models) + 1):
+            for members in itertools.combinations(range(len(models)), size):
+                texts = mixture_texts([r for m in members for r in reads[m][:per_model]], charset)
+                every_member = set.intersection(*(wrong_rows(alone[m]) for m in members))
+                entry: dict[str, Any] = {
+                    "members": list(members),
+                    "reads_per_model": per_model,
+                    "mixture": summary(texts, truths)
+                    | {"made_by_every_member": len(wrong_rows(texts) & every_member)},
+                }
+                if shifts == 0:
+                    unshifted = [reads[m][0] for m in members]
+                    entry["product"] = summary(product_texts(unshifted, charset), truths)
+                    if len({read.shape[1] for read in unshifted}) == 1:
+                        frame_average = np.log(np.mean(np.exp(unshifted), axis=0))
+                        entry["frame_average"] = summary(
+                            greedy_texts(frame_average, charset), truths
+                        )
+                print(entry, flush=True)
+                result["ensembles"].append(entry)
     record(args.out, args.name, result)
     return 0
 
