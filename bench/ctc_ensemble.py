@@ -4,7 +4,7 @@ with shifted reads (evaluate.tta_shifts) on top?
     python bench/ctc_ensemble.py --data data/tfrecords --name default_3_seeds \\
         --models models/model.keras seed7/model.keras seed99/model.keras --max-shift 2
 
-Each model reads every test captcha, unshifted and (with --max-shift n) shifted
+Each model reads every captcha of --split, unshifted and (with --max-shift n) shifted
 up to n pixels left and right. Members are combined as `evaluate` combines one
 model's shifted reads (captcha_ocr.tta): every text any read found is scored under
 every read by its CTC likelihood (all alignments summed, so reads need not place
