@@ -26,8 +26,6 @@ def draw(results: dict, names: list[tuple[str, str]], out: Path) -> None:
     """One line per (entry, label), accuracy in percent against training minutes."""
     figure, axes = plt.subplots(figsize=(7, 5))
     for name, label in names:
-        if name not in results:
-            raise ValueError(f"--name {name}: no such entry in the results file")
         curve = results[name]["curve"]
         minutes = [0.0] + [point["seconds"] / 60 for point in curve]
         accuracy = [0.0] + [100 * point["val_sequence_accuracy"] for point in curve]
@@ -52,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = [tuple(item.partition("=")[::2]) for item in args.names]
     names = [(name, label or name) for name, label in names]
-    draw(json.loads(args.results.read_text()), names, args.out)
+    results = json.loads(args.results.read_text())
+    for name, _ in names:
+        if name not in results:
+            parser.error(f"--name {name}: no such entry in {args.results}")
+    draw(results, names, args.out)
     print(f"wrote {args.out}")
     return 0
 
