@@ -33,7 +33,7 @@ from captcha_ocr.metrics import evaluate_texts
 from captcha_ocr.models import build_model
 from captcha_ocr.params import load_params, parse_params
 from captcha_ocr.prediction import predict_batches
-from captcha_ocr.training import fit
+from captcha_ocr.training import fit, make_reproducible
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     params = parse_params(apply_overrides(raw, args.overrides))
     info = read_data_info(args.data)
     spec = input_spec(info, params.model)
-    keras.utils.set_random_seed(params.train.seed)
+    make_reproducible(params.train)
     model = build_model(params.model, spec, len(info.charset), min_length=info.min_length)
     probe = inference_dataset(args.data, info, "val", spec, batch_size=250).take(4)  # 1000
     clock = WallClock(

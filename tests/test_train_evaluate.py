@@ -209,6 +209,25 @@ def test_changed_evaluate_params_get_their_own_linked_run(tiny_dataset, isolated
     assert second.data.params["train.learning_rate"] == "0.002"  # copied for comparison
 
 
+def test_two_runs_of_the_same_params_train_the_same_weights(tiny_dataset, isolated_mlflow):
+    import keras
+    import numpy as np
+
+    # Given the train stage run twice on the same params (train.deterministic, the
+    # default) and data, shifts and shuffling included
+    params = write_params(isolated_mlflow / "params.yaml", {"train": {"deterministic": True}})
+    weights = []
+    for run in ("first", "second"):
+        args = replace_params(stage_args(tiny_dataset, isolated_mlflow / run)["train"], params)
+        assert train.main(args) == 0
+        model = keras.models.load_model(isolated_mlflow / run / "models" / "model.keras")
+        weights.append(model.get_weights())
+    # Then both end with the same weights, bit for bit
+    first, second = weights
+    assert len(first) == len(second)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
 def replace_params(args: list[str], params: Path) -> list[str]:
     args = list(args)
     args[args.index("--params") + 1] = str(params)

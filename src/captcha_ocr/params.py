@@ -308,6 +308,11 @@ class AugmentParams(Section):
 
 class TrainParams(Section):
     seed: int = 1234
+    deterministic: bool = Field(
+        True,
+        description="TensorFlow op determinism: the same params, data and machine train "
+        "the same weights run after run",
+    )
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"

@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from captcha_ocr import plots, tracking
 from captcha_ocr.atomic import atomic_dir, atomic_file, write_json
@@ -257,6 +258,20 @@ def fit(
     return FitResult(model=best_model, history=history, callbacks=summary, seconds=seconds)
 
 
+def make_reproducible(params: TrainParams) -> None:
+    """Seed Python, NumPy and TensorFlow from `seed`; with `deterministic`, also run
+    TensorFlow's ops and tf.data in a fixed order.
+
+    Seeds alone leave multi-threaded ops and parallel tf.data maps free to order
+    their work (and the augmentation's random draws) differently each run: two runs
+    of the default then end with different weights. Op determinism is
+    process-wide and cannot be scoped; on two CPU cores it cost no measurable time.
+    """
+    keras.utils.set_random_seed(params.seed)
+    if params.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
 def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> dict[str, Any]:
     """The train stage: fit, then write the model, metrics and history, all logged to MLflow."""
     import mlflow
@@ -264,7 +279,7 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
     tfrecord_dir = Path(tfrecord_dir)
     info = read_data_info(tfrecord_dir)
     spec = input_spec(info, params.model)
-    keras.utils.set_random_seed(params.train.seed)
+    make_reproducible(params.train)
     model = build_model(
         params.model, spec, num_symbols=len(info.charset), min_length=info.min_length
     )
@@ -386,7 +401,6 @@ def log_keras_model(model: keras.Model, example_images: np.ndarray) -> None:
     model folder and fails with FileNotFoundError.
     """
     import mlflow
-    import tensorflow as tf
 
     signature = mlflow.models.infer_signature(
         example_images, model.predict_on_batch(example_images)
