@@ -12,9 +12,9 @@ from typing import Any
 
 # The vector extensions TensorFlow's CPU kernels (oneDNN) pick their code paths by.
 # Two-core machines here differ in them and in speed: the default CRNN trained at
-# 634 samples/s on one (extensions not recorded then) and at 260 on an AVX2-only
-# AMD EPYC (bench/results/model_cost.json), so a timing is quoted with the CPU
-# it was measured on.
+# 767 samples/s on an AMD EPYC with AVX-512 and at 260 on an AVX2-only one
+# (bench/results/model_cost.json), so a timing is quoted with the CPU it was
+# measured on.
 VECTOR_EXTENSIONS = (
     "avx2",
     "fma",
