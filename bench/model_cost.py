@@ -5,9 +5,9 @@ training samples/s and inference images/s, on random data of the model's input s
     python bench/model_cost.py --params params.yaml --name default
 
 Writes bench/results/model_cost.json (one entry per design, each with the
-machine it ran on). Timings are medians over several batches after warm-up; expect +-20%
-between runs on shared machines, and 2-3x between two-core machines with
-different CPUs (bench/results_json.py).
+machine it ran on). Timings are medians over several batches after warm-up;
+expect +-20% between runs on shared machines, and 2-3x between two-core machines
+with different CPUs (bench/results_json.py).
 """
 
 from __future__ import annotations

@@ -264,8 +264,9 @@ def make_reproducible(params: TrainParams) -> None:
 
     Seeds alone leave multi-threaded ops and parallel tf.data maps free to order
     their work (and the augmentation's random draws) differently each run: two runs
-    of the default then end with different weights. Op determinism is
-    process-wide and cannot be scoped; on two CPU cores it cost no measurable time.
+    of a small CRNN on 4,000 captchas ended with weights up to 0.5 apart. Op
+    determinism is process-wide (once on, it stays on in that process); on two CPU
+    cores it cost the default no measurable time.
     """
     keras.utils.set_random_seed(params.seed)
     if params.deterministic:
