@@ -210,22 +210,14 @@ def test_changed_evaluate_params_get_their_own_linked_run(tiny_dataset, isolated
 
 
 def test_two_runs_of_the_same_params_train_the_same_weights(tiny_dataset, isolated_mlflow):
-    import keras
-    import numpy as np
-
     # Given the train stage run twice on the same params (train.deterministic, the
     # default) and data, shifts and shuffling included
     params = write_params(isolated_mlflow / "params.yaml", {"train": {"deterministic": True}})
-    weights = []
     for run in ("first", "second"):
         args = replace_params(stage_args(tiny_dataset, isolated_mlflow / run)["train"], params)
         assert train.main(args) == 0
-        model = keras.models.load_model(isolated_mlflow / run / "models" / "model.keras")
-        weights.append(model.get_weights())
     # Then both end with the same weights, bit for bit
-    first, second = weights
-    assert len(first) == len(second)
-    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert_same_weights(isolated_mlflow / "first" / "models", isolated_mlflow / "second" / "models")
 
 
 def replace_params(args: list[str], params: Path) -> list[str]:
@@ -319,3 +311,21 @@ def test_interrupted_training_resumes_from_its_last_epoch(tiny_dataset, isolated
     assert sorted(steps) == [1, 2, 3, 4, 5, 6]
     # and the checkpoint state is gone once training has finished
     assert not (root / ".checkpoints" / "train").exists()
+    # And it ends where an uninterrupted run of the same params ends, bit for bit:
+    # the same batches, augmentation and dropout in every epoch after the resume
+    uninterrupted = replace_params(
+        stage_args(tiny_dataset, root / "uninterrupted")["train"], params
+    )
+    assert train.main(uninterrupted) == 0
+    assert_same_weights(root / "models", root / "uninterrupted" / "models")
+
+
+def assert_same_weights(*model_dirs: Path) -> None:
+    import keras
+    import numpy as np
+
+    first, second = (
+        keras.models.load_model(folder / "model.keras").get_weights() for folder in model_dirs
+    )
+    assert len(first) == len(second)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))

@@ -7,14 +7,18 @@ before the ones that read them (EarlyStopping, checkpoints, CSV, MLflow).
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from captcha_ocr.atomic import write_json
 from captcha_ocr.charsets import Charset
 from captcha_ocr.metrics import evaluate_texts
 from captcha_ocr.prediction import predict_batches
@@ -176,3 +180,51 @@ class ResumeState(keras.callbacks.Callback):
                     if rates[i] < rates[i - 1]
                 ]
                 callback.wait = last - max([best_epoch, *changes])
+
+
+class SeedStateBackup(keras.callbacks.Callback):
+    """Keeps the model's random-number states (the seed generators of its dropout
+    layers) with each epoch's backup, and puts them back when a run resumes.
+
+    BackupAndRestore saves weights and optimizer, not these: without them a resumed
+    run would draw the dropout masks of the first epoch again, and part from the
+    run it continues. States are kept per finished epoch, so a run stopped between
+    this callback and the backup still finds the ones its backup needs.
+
+    resume_after: the epochs the backup holds (0 when the run starts afresh).
+    """
+
+    def __init__(self, path: Path, resume_after: int = 0) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.resume_after = resume_after
+
+    def _seed_states(self) -> list[Any]:
+        # Layer.variables adds the seed generators' states to the weights.
+        weights = {id(weight) for weight in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]
+
+    def _stored(self) -> dict[str, list[Any]]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self.resume_after:
+            return
+        states = self._seed_states()
+        saved = self._stored().get(str(self.resume_after))
+        if saved is None or len(saved) != len(states):
+            print(
+                f"train: no random-number states saved after epoch {self.resume_after} "
+                f"in {self.path}; the resumed run's dropout will differ from an "
+                "uninterrupted run's"
+            )
+            return
+        for variable, value in zip(states, saved, strict=True):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        stored = self._stored()
+        stored[str(epoch + 1)] = [
+            keras.ops.convert_to_numpy(state).tolist() for state in self._seed_states()
+        ]
+        write_json(self.path, stored)

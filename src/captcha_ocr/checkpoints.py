@@ -2,8 +2,9 @@
 
 The folder (by default .checkpoints/train, outside DVC's outputs, which DVC
 deletes before a stage runs) holds Keras's BackupAndRestore state (weights,
-optimizer, epoch), the best model so far, the CSV log of every epoch, and a
-fingerprint of what is being trained. A restart with the same params and data
+optimizer, epoch), the random-number states of the model's dropout after each
+epoch, the best model so far, the CSV log of every epoch, and a fingerprint of
+what is being trained. A restart with the same params and data
 resumes after the last finished epoch; anything else starts afresh. A
 successful run removes the folder.
 """
@@ -21,6 +22,7 @@ import pandas as pd
 BACKUP = "backup"
 BEST_MODEL = "best.keras"
 CSV_LOG = "training_log.csv"
+SEED_STATES = "seed_states.json"
 FINGERPRINT = "fingerprint.json"
 
 
@@ -46,6 +48,10 @@ class Checkpoints:
     @property
     def csv_log(self) -> Path:
         return self.folder / CSV_LOG
+
+    @property
+    def seed_states(self) -> Path:
+        return self.folder / SEED_STATES
 
     def finished_epochs(self) -> int:
         """Epochs the backup holds (0: nothing to resume)."""

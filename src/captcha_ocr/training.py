@@ -23,6 +23,7 @@ from captcha_ocr.callbacks import (
     MlflowEpochLogger,
     RecordedReduceLROnPlateau,
     ResumeState,
+    SeedStateBackup,
     SequenceAccuracy,
     monitor_mode,
 )
@@ -228,6 +229,7 @@ def fit(
         ]
         resume = [ResumeState(earlier, monitored)]
         print(f"train: resuming after epoch {len(earlier)} from {checkpoints.folder}")
+        skip_epochs(train_batches, len(earlier))
     compile_model(model, params)
     started = time.perf_counter()
     model.fit(
@@ -240,6 +242,7 @@ def fit(
             *callbacks.values(),
             *resume,
             *(extra_callbacks or []),
+            SeedStateBackup(checkpoints.seed_states, resume_after=len(earlier)),
             keras.callbacks.BackupAndRestore(str(checkpoints.backup_dir)),
         ],
         verbose="auto" if interactive() else 2,
@@ -256,6 +259,31 @@ def fit(
     summary = summarize_callbacks(params, history, callbacks, final_rate)
     best_model = keras.models.load_model(checkpoints.best_model)
     return FitResult(model=best_model, history=history, callbacks=summary, seconds=seconds)
+
+
+def skip_epochs(batches: tf.data.Dataset, epochs: int) -> None:
+    """Draw `epochs` epochs of training batches and drop them.
+
+    The shuffle order and the augmentation of each epoch come from random
+    streams that advance with every epoch drawn and restart with the process.
+    Drawing the finished epochs again puts them where an uninterrupted run has
+    them, so a resumed run trains on the same batches (with train.deterministic,
+    to the bit). It costs a pass of the input pipeline per finished epoch: on
+    the default's data 41 s for the first, which decodes the images into the
+    cache, then 4 s each (an epoch of training takes ~130 s).
+    """
+    started = time.perf_counter()
+    for _ in range(epochs):
+        for _ in batches:
+            pass
+        # Each iterator opened draws a new shuffle order, and Keras (3.15) opens
+        # two per epoch boundary: one as an epoch ends, unused, then one as the
+        # next begins. tests/test_train_evaluate.py checks that this matches.
+        iter(batches)
+    print(
+        f"train: drew the {epochs} finished epochs' batches again in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
 
 
 def make_reproducible(params: TrainParams) -> None:
