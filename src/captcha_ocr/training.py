@@ -269,8 +269,8 @@ def skip_epochs(batches: tf.data.Dataset, epochs: int) -> None:
     Drawing the finished epochs again puts them where an uninterrupted run has
     them, so a resumed run trains on the same batches (with train.deterministic,
     to the bit). It costs a pass of the input pipeline per finished epoch: on
-    the default's data 41 s for the first, which decodes the images into the
-    cache, then 4 s each (an epoch of training takes ~130 s).
+    the default's data 25-41 s for the first, which decodes the images into the
+    cache, then ~4 s each (an epoch of training takes ~130 s).
     """
     started = time.perf_counter()
     for _ in range(epochs):
