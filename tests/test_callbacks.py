@@ -46,3 +46,24 @@ def test_cosine_composes_with_reduce_lr_on_plateau():
         earlier = sum(r["after_epoch"] <= epoch for r in reduce.reductions)
         assert rate == pytest.approx(schedule.rate(last_step) * 0.5**earlier, rel=1e-4), epoch
     assert reduce.reductions[0]["to"] == pytest.approx(reduce.reductions[0]["from"] * 0.5)
+
+
+def test_cosine_keeps_earlier_reductions_when_training_resumes(tmp_path):
+    # Given a run of 4 epochs of 4 steps whose ReduceLROnPlateau halved the rate
+    # after epoch 2, interrupted then, with its state in BackupAndRestore
+    def callbacks():
+        return [
+            CosineSchedule(peak=0.1, total_steps=16),
+            EpochStats(40),
+            RecordedReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=0, min_delta=1000),
+            keras.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False),
+        ]
+
+    first = callbacks()
+    tiny_fit(first, epochs=2)
+    assert [r["after_epoch"] for r in first[2].reductions] == [2]
+    # When a new process (new model, callbacks and schedule) resumes it
+    resumed = tiny_fit(callbacks(), epochs=4)
+    # Then epoch 3 runs at the schedule's rate with the halving kept
+    assert len(resumed.history["learning_rate"]) == 2
+    assert resumed.history["learning_rate"][0] == pytest.approx(first[0].rate(11) * 0.5, rel=1e-4)

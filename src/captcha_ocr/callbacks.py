@@ -122,9 +122,13 @@ class CosineSchedule(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         optimizer = self.model.optimizer
         current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        if self._last is None and step > 0:
+            # A resumed run: the restored rate carries every lowering made before
+            # the interruption; compare it with the schedule's rate at the last step.
+            self._last = self.rate(step - 1)
         if self._last is not None and current < self._last * (1 - 1e-6):
             self.scale *= current / self._last  # ReduceLROnPlateau stepped in
-        step = int(keras.ops.convert_to_numpy(optimizer.iterations))
         self._last = self.scale * self.rate(step)
         optimizer.learning_rate = self._last
 
