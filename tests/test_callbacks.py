@@ -7,7 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from captcha_ocr.callbacks import CosineSchedule, EpochStats, RecordedReduceLROnPlateau
+from captcha_ocr.callbacks import (
+    CosineSchedule,
+    EpochStats,
+    ExtraStateBackup,
+    RecordedReduceLROnPlateau,
+)
 
 
 def test_cosine_warms_up_then_decays_to_one_percent():
@@ -48,22 +53,30 @@ def test_cosine_composes_with_reduce_lr_on_plateau():
     assert reduce.reductions[0]["to"] == pytest.approx(reduce.reductions[0]["from"] * 0.5)
 
 
-def test_cosine_keeps_earlier_reductions_when_training_resumes(tmp_path):
+def test_a_resumed_fit_keeps_earlier_reductions_in_its_rate_and_its_record(tmp_path):
     # Given a run of 4 epochs of 4 steps whose ReduceLROnPlateau halved the rate
     # after epoch 2, interrupted then, with its state in BackupAndRestore
-    def callbacks():
+    def callbacks(resume_after):
+        reduce = RecordedReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=0, min_delta=1000
+        )
         return [
             CosineSchedule(peak=0.1, total_steps=16),
             EpochStats(40),
-            RecordedReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=0, min_delta=1000),
-            keras.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False),
+            reduce,
+            ExtraStateBackup(tmp_path / "extra.json", resume_after, reduce),
+            keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), delete_checkpoint=False),
         ]
 
-    first = callbacks()
+    first = callbacks(resume_after=0)
     tiny_fit(first, epochs=2)
     assert [r["after_epoch"] for r in first[2].reductions] == [2]
     # When a new process (new model, callbacks and schedule) resumes it
-    resumed = tiny_fit(callbacks(), epochs=4)
+    second = callbacks(resume_after=2)
+    resumed = tiny_fit(second, epochs=4)
     # Then epoch 3 runs at the schedule's rate with the halving kept
     assert len(resumed.history["learning_rate"]) == 2
     assert resumed.history["learning_rate"][0] == pytest.approx(first[0].rate(11) * 0.5, rel=1e-4)
+    # and the record holds the halving before the resume and the one after epoch 4
+    # (epoch 3 improves on nothing: without ResumeState its best starts afresh)
+    assert [r["after_epoch"] for r in second[2].reductions] == [2, 4]

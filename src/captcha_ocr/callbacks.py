@@ -186,29 +186,37 @@ class ResumeState(keras.callbacks.Callback):
                 callback.wait = last - max([best_epoch, *changes])
 
 
-class SeedStateBackup(keras.callbacks.Callback):
-    """Keeps the model's random-number states (the seed generators of its dropout
-    layers) with each epoch's backup, and puts them back when a run resumes.
+class ExtraStateBackup(keras.callbacks.Callback):
+    """Keeps what BackupAndRestore leaves out with each epoch's backup, and puts it
+    back when a run resumes: the model's random-number states (the seed generators
+    of its dropout layers) and ReduceLROnPlateau's record of its reductions.
 
-    BackupAndRestore saves weights and optimizer, not these: without them a resumed
-    run would draw the dropout masks of the first epoch again, and part from the
-    run it continues. States are kept per finished epoch, so a run stopped between
-    this callback and the backup still finds the ones its backup needs.
+    Without the first, a resumed run would draw the dropout masks of the first
+    epoch again and part from the run it continues; without the second, the run's
+    summary would count only the reductions made after the resume. The state is
+    kept per finished epoch, so a run stopped between this callback and the backup
+    still finds the one its backup needs. Must come after ReduceLROnPlateau.
 
     resume_after: the epochs the backup holds (0 when the run starts afresh).
     """
 
-    def __init__(self, path: Path, resume_after: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        resume_after: int = 0,
+        reduce_lr: RecordedReduceLROnPlateau | None = None,
+    ) -> None:
         super().__init__()
         self.path = Path(path)
         self.resume_after = resume_after
+        self.reduce_lr = reduce_lr
 
     def _seed_states(self) -> list[Any]:
         # Layer.variables adds the seed generators' states to the weights.
         weights = {id(weight) for weight in self.model.weights}
         return [v for v in self.model.variables if id(v) not in weights]
 
-    def _stored(self) -> dict[str, list[Any]]:
+    def _stored(self) -> dict[str, dict[str, Any]]:
         return json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -216,19 +224,23 @@ class SeedStateBackup(keras.callbacks.Callback):
             return
         states = self._seed_states()
         saved = self._stored().get(str(self.resume_after))
-        if saved is None or len(saved) != len(states):
+        if saved is None or len(saved["seed_states"]) != len(states):
             print(
-                f"train: no random-number states saved after epoch {self.resume_after} "
-                f"in {self.path}; the resumed run's dropout will differ from an "
-                "uninterrupted run's"
+                f"train: no state saved after epoch {self.resume_after} in {self.path}; "
+                "the resumed run's dropout will differ from an uninterrupted run's"
             )
             return
-        for variable, value in zip(states, saved, strict=True):
+        for variable, value in zip(states, saved["seed_states"], strict=True):
             variable.assign(np.asarray(value, dtype=variable.dtype))
+        if self.reduce_lr is not None:
+            self.reduce_lr.reductions = list(saved["lr_reductions"])
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         stored = self._stored()
-        stored[str(epoch + 1)] = [
-            keras.ops.convert_to_numpy(state).tolist() for state in self._seed_states()
-        ]
+        stored[str(epoch + 1)] = {
+            "seed_states": [
+                keras.ops.convert_to_numpy(state).tolist() for state in self._seed_states()
+            ],
+            "lr_reductions": self.reduce_lr.reductions if self.reduce_lr is not None else [],
+        }
         write_json(self.path, stored)

@@ -2,11 +2,12 @@
 
 The folder (by default .checkpoints/train, outside DVC's outputs, which DVC
 deletes before a stage runs) holds Keras's BackupAndRestore state (weights,
-optimizer, epoch), the random-number states of the model's dropout after each
-epoch, the best model so far, the CSV log of every epoch, and a fingerprint of
-what is being trained. A restart with the same params and data
-resumes after the last finished epoch; anything else starts afresh. A
-successful run removes the folder.
+optimizer, epoch), what that leaves out (the random-number states of the
+model's dropout, ReduceLROnPlateau's reductions) after each epoch, the best
+model so far, the CSV log of every epoch, and a fingerprint of what is being
+trained. A restart with the same params and data resumes after the last
+finished epoch; anything else starts afresh. A successful run removes the
+folder.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 BACKUP = "backup"
 BEST_MODEL = "best.keras"
 CSV_LOG = "training_log.csv"
-SEED_STATES = "seed_states.json"
+EXTRA_STATE = "extra_state.json"
 FINGERPRINT = "fingerprint.json"
 
 
@@ -50,8 +51,8 @@ class Checkpoints:
         return self.folder / CSV_LOG
 
     @property
-    def seed_states(self) -> Path:
-        return self.folder / SEED_STATES
+    def extra_state(self) -> Path:
+        return self.folder / EXTRA_STATE
 
     def finished_epochs(self) -> int:
         """Epochs the backup holds (0: nothing to resume)."""

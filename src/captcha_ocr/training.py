@@ -20,10 +20,10 @@ from captcha_ocr.augmentation import augmenter
 from captcha_ocr.callbacks import (
     CosineSchedule,
     EpochStats,
+    ExtraStateBackup,
     MlflowEpochLogger,
     RecordedReduceLROnPlateau,
     ResumeState,
-    SeedStateBackup,
     SequenceAccuracy,
     monitor_mode,
 )
@@ -242,7 +242,11 @@ def fit(
             *callbacks.values(),
             *resume,
             *(extra_callbacks or []),
-            SeedStateBackup(checkpoints.seed_states, resume_after=len(earlier)),
+            ExtraStateBackup(
+                checkpoints.extra_state,
+                resume_after=len(earlier),
+                reduce_lr=callbacks.get("reduce_lr"),
+            ),
             keras.callbacks.BackupAndRestore(str(checkpoints.backup_dir)),
         ],
         verbose="auto" if interactive() else 2,
