@@ -320,12 +320,13 @@ def test_interrupted_training_resumes_from_its_last_epoch(tiny_dataset, isolated
     assert_same_weights(root / "models", root / "uninterrupted" / "models")
 
 
-def assert_same_weights(*model_dirs: Path) -> None:
+def assert_same_weights(first_dir: Path, second_dir: Path) -> None:
     import keras
     import numpy as np
 
     first, second = (
-        keras.models.load_model(folder / "model.keras").get_weights() for folder in model_dirs
+        keras.models.load_model(folder / "model.keras").get_weights()
+        for folder in (first_dir, second_dir)
     )
     assert len(first) == len(second)
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))

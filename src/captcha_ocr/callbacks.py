@@ -210,24 +210,26 @@ class ExtraStateBackup(keras.callbacks.Callback):
         self.path = Path(path)
         self.resume_after = resume_after
         self.reduce_lr = reduce_lr
+        # Read once on resume; each epoch adds its entry and rewrites the file.
+        self.saved: dict[str, dict[str, Any]] = {}
 
     def _seed_states(self) -> list[Any]:
         # Layer.variables adds the seed generators' states to the weights.
         weights = {id(weight) for weight in self.model.weights}
         return [v for v in self.model.variables if id(v) not in weights]
 
-    def _stored(self) -> dict[str, dict[str, Any]]:
-        return json.loads(self.path.read_text()) if self.path.exists() else {}
-
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not self.resume_after:
             return
+        if self.path.exists():
+            self.saved = json.loads(self.path.read_text())
         states = self._seed_states()
-        saved = self._stored().get(str(self.resume_after))
+        saved = self.saved.get(str(self.resume_after))
         if saved is None or len(saved["seed_states"]) != len(states):
             print(
-                f"train: no state saved after epoch {self.resume_after} in {self.path}; "
-                "the resumed run's dropout will differ from an uninterrupted run's"
+                f"train: no state saved after epoch {self.resume_after} in {self.path}; the "
+                "resumed run's dropout and its record of learning-rate reductions will "
+                "differ from an uninterrupted run's"
             )
             return
         for variable, value in zip(states, saved["seed_states"], strict=True):
@@ -236,11 +238,10 @@ class ExtraStateBackup(keras.callbacks.Callback):
             self.reduce_lr.reductions = list(saved["lr_reductions"])
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        stored = self._stored()
-        stored[str(epoch + 1)] = {
+        self.saved[str(epoch + 1)] = {
             "seed_states": [
                 keras.ops.convert_to_numpy(state).tolist() for state in self._seed_states()
             ],
             "lr_reductions": self.reduce_lr.reductions if self.reduce_lr is not None else [],
         }
-        write_json(self.path, stored)
+        write_json(self.path, self.saved)
