@@ -3,6 +3,7 @@ training samples/s and inference images/s, on random data of the model's input s
 
     python bench/model_cost.py                     # the designs in DESIGNS
     python bench/model_cost.py --params params.yaml --name default
+    python bench/model_cost.py --name default_threads_1_2 --threads 1 2   # thread pools
 
 Writes bench/results/model_cost.json (one entry per design, each with the
 machine it ran on). Timings are medians over several batches after warm-up;
@@ -154,6 +155,8 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "crnn_ctc_32x96_16-64_gru64": _crnn(32, 96, **SMALL, rnn_units=[64]),
     "crnn_ctc_32x128_16-64_w8": _crnn(32, 128, **{**SMALL, "pool_widths": [2, 2, 2, 1]}),
     "cnn_multihead_32x96": _multihead("cnn_multihead", (32, 96)),
+    # The default with depthwise-separable convs after the first (bench/README.md).
+    "crnn_ctc_32x128_separable": _crnn(32, 128, separable=True),
 }
 
 
@@ -166,7 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--design", action="append", default=[], help="only these DESIGNS")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--out", type=Path, default=RESULTS / "model_cost.json")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs=2,
+        metavar=("INTRA_OP", "INTER_OP"),
+        default=(0, 0),
+        help="TensorFlow's thread pools (0 = its own choice, the pipeline's setting)",
+    )
     args = parser.parse_args(argv)
+    # Before the first op runs: TensorFlow fixes its thread pools then.
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads[0])
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads[1])
 
     base = load_params(args.params)
     raw_base = base.model_dump(by_alias=True)
@@ -191,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = measure(params, spec, len(data.symbols), params.train.batch_size, args.steps)
         result["overrides"] = overrides
+        result["threads"] = {"intra_op": args.threads[0], "inter_op": args.threads[1]}
         result["machine"] = {**machine(), "tensorflow": tf.__version__}
         results[name] = result
         print(f"{name:28s} {json.dumps({k: v for k, v in result.items() if k != 'overrides'})}")

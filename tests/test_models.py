@@ -46,6 +46,12 @@ def test_trains_a_step_saves_and_reloads(arch: str, tmp_path: Path):
     spec = SPEC if arch != "resnet50_multihead" else InputSpec(32, 32, 1, 4)
     model = tiny_model(arch, spec)
     assert kind_of(model) == KINDS[arch]
+    reloaded = train_a_step_save_and_reload(model, spec, tmp_path)
+    assert kind_of(reloaded) == KINDS[arch]
+
+
+def train_a_step_save_and_reload(model: keras.Model, spec: InputSpec, tmp_path: Path):
+    """One training step with a finite loss, then the saved model predicts the same."""
     compile_model(model, TrainParams())
     images = np.random.default_rng(0).random((4, *spec.shape), dtype=np.float32)
     labels = np.array([[1, 2, 3, 4], [5, 5, 6, 7], [10, 9, 8, 7], [1, 1, 1, 1]], dtype=np.int32)
@@ -54,10 +60,10 @@ def test_trains_a_step_saves_and_reloads(arch: str, tmp_path: Path):
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = keras.models.load_model(path)  # no custom objects needed
-    assert kind_of(reloaded) == KINDS[arch]
     np.testing.assert_allclose(
         reloaded.predict_on_batch(images), model.predict_on_batch(images), rtol=1e-5, atol=1e-5
     )
+    return reloaded
 
 
 def test_ctc_output_has_a_time_step_per_column_and_a_blank_class():
@@ -75,6 +81,20 @@ def test_crnn_stacks_convs_per_block_as_asked():
     assert convs(1) == ["conv0", "conv1"]
     assert convs([1, 2]) == ["conv0", "conv1", "conv1_2"]
     assert convs(2) == ["conv0", "conv0_2", "conv1", "conv1_2"]
+
+
+def test_crnn_separable_convs_replace_every_conv_but_the_one_on_the_pixels(tmp_path: Path):
+    keras.utils.set_random_seed(0)
+    crnn = {**TINY["crnn_ctc"]["crnn_ctc"], "convs_per_block": 2, "separable": True}
+    model = build_model(ModelParams.model_validate({"crnn_ctc": crnn}), SPEC, num_symbols=10)
+    convs = {layer.name: type(layer).__name__ for layer in model.layers if "conv" in layer.name}
+    assert convs == {
+        "conv0": "Conv2D",  # one input channel: nothing to separate
+        "conv0_2": "SeparableConv2D",
+        "conv1": "SeparableConv2D",
+        "conv1_2": "SeparableConv2D",
+    }
+    train_a_step_save_and_reload(model, SPEC, tmp_path)
 
 
 def test_multihead_output_has_one_step_per_position():

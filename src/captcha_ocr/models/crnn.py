@@ -58,7 +58,10 @@ def build_crnn(spec: InputSpec, params: CRNNParams, num_classes: int) -> keras.M
         for conv in range(convs):
             # The first conv of a block keeps its old name, so saved models still load.
             suffix = f"{block}_{conv + 1}" if conv else f"{block}"
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{suffix}")(x)
+            conv_layer = (
+                layers.SeparableConv2D if params.separable and x.shape[-1] > 1 else layers.Conv2D
+            )
+            x = conv_layer(filters, 3, padding="same", use_bias=False, name=f"conv{suffix}")(x)
             x = layers.BatchNormalization(name=f"bn{suffix}")(x)
             x = layers.ReLU(name=f"relu{suffix}")(x)
         # Always halve the height; halve the width only where pool_widths says,
