@@ -206,8 +206,9 @@ class CRNNParams(Section):
     convs_per_block: int | tuple[int, ...] = 1
     # Pooling along the width sets the number of CTC time steps; see models/crnn.py.
     pool_widths: tuple[int, ...] = (2, 2, 2, 1)
-    # Depthwise-separable 3x3 convs wherever a conv reads more than one channel
-    # (every conv but the first): fewer multiply-adds per pixel; bench/ has the speed.
+    # Depthwise-separable 3x3 convs wherever a conv reads more than one channel (with
+    # grayscale input, every conv but the first): fewer multiply-adds per pixel, but
+    # less accurate in the default's time (bench/README.md).
     separable: bool = False
     rnn: Literal["gru", "lstm"] = "gru"
     rnn_units: tuple[int, ...] = (128, 64)
