@@ -131,9 +131,11 @@ def _multihead(arch: str, size: tuple[int, int] = (60, 160), **knobs: Any) -> di
     return {"model": {"arch": arch, "input_height": height, "input_width": width, arch: knobs}}
 
 
-# The small CRNN's conv stack, with the width pools of the default until Nov 2026
-# (24 time steps at 32x96); the current default pools the width once more.
-SMALL = {"conv_filters": [16, 32, 64, 64], "pool_widths": [2, 2, 1, 1]}
+# The small CRNN's conv stack and projection, with the width pools of the default
+# until Nov 2026 (24 time steps at 32x96); the current default pools the width once
+# more (crnn_ctc_32x128_16-64_w8: the default until Nov 25 2026) and projects each
+# time step to 128 features, not 64.
+SMALL = {"conv_filters": [16, 32, 64, 64], "pool_widths": [2, 2, 1, 1], "dense_units": 64}
 
 # The reference designs (DESIGN.md) at the data's full 60x160, then the cheaper
 # inputs and widths tried for the default.
@@ -155,8 +157,9 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "crnn_ctc_32x96_16-64_gru64": _crnn(32, 96, **SMALL, rnn_units=[64]),
     "crnn_ctc_32x128_16-64_w8": _crnn(32, 128, **{**SMALL, "pool_widths": [2, 2, 2, 1]}),
     "cnn_multihead_32x96": _multihead("cnn_multihead", (32, 96)),
-    # The default with depthwise-separable convs after the first (bench/README.md).
-    "crnn_ctc_32x128_separable": _crnn(32, 128, separable=True),
+    # The default until Nov 25 2026, with depthwise-separable convs after the first
+    # (bench/README.md).
+    "crnn_ctc_32x128_separable": _crnn(32, 128, separable=True, dense_units=64),
 }
 
 
