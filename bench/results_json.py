@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 # The vector extensions TensorFlow's CPU kernels (oneDNN) pick their code paths by.
-# Two-core machines here differ in them and in speed: the default CRNN trained at
-# 767 samples/s on an AMD EPYC with AVX-512 and at 260 on an AVX2-only one
-# (bench/results/model_cost.json), so a timing is quoted with the CPU it was
+# Two-core machines here differ in them and in speed: the default CRNN of Nov 24
+# trained at 767 samples/s on an AMD EPYC with AVX-512 and at 260 on an AVX2-only
+# one (bench/results/model_cost.json), so a timing is quoted with the CPU it was
 # measured on.
 VECTOR_EXTENSIONS = (
     "avx2",

@@ -213,8 +213,8 @@ class CRNNParams(Section):
     rnn: Literal["gru", "lstm"] = "gru"
     rnn_units: tuple[int, ...] = (128, 64)
     # Each time step's features (rows left x filters: 2 x 64 at the default's 32 rows)
-    # are projected to this many before the RNNs; 128 keeps them all, and read 0.4
-    # points more test captchas than 64 at each of three seeds (bench/README.md).
+    # are projected to this many before the RNNs; 128 keeps them all, and read more
+    # test captchas than 64 at each of three seeds, 0.4 points on average (bench/README.md).
     dense_units: int = Field(128, ge=1)
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
 
