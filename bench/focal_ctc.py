@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import keras
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=time_to_accuracy.RESULTS / "time_to_accuracy.json"
     )
+    if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        # This script's own options, then time_to_accuracy.py's (it exits after them).
+        print(parser.format_usage().replace("usage: ", "this script's own options: "))
+        return time_to_accuracy.main(["--help"])
     args, rest = parser.parse_known_args(argv)
     plain_loss = training.loss_for
 
