@@ -14,14 +14,12 @@ Every other argument is time_to_accuracy.py's; the entry lands in its JSON, its
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import keras
 import time_to_accuracy
 from keras import ops
-from results_json import record
 
 from captcha_ocr import training
 
@@ -58,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         return FocalCTC(args.gamma) if training.kind_of(model) == "ctc" else plain_loss(model)
 
     training.loss_for = focal_for_ctc  # compile_model looks it up when it runs
-    code = time_to_accuracy.main([*rest, "--name", args.name, "--out", str(args.out)])
-    entry = json.loads(args.out.read_text())[args.name]
-    record(args.out, args.name, {**entry, "loss": f"focal CTC, gamma {args.gamma:g}"})
-    return code
+    return time_to_accuracy.main(
+        [*rest, "--name", args.name, "--out", str(args.out)],
+        extra={"loss": f"focal CTC, gamma {args.gamma:g}"},
+    )
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, extra: dict[str, Any] | None = None) -> int:
+    """`extra`: fields added to the recorded entry (a caller's own settings)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, required=True, help="TFRecord folder")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "top_confusions": [
             f"{r.actual or '-'}>{r.predicted or '-'} x{r.count}" for r in top.itertuples()
         ],
+        **(extra or {}),
         "curve": clock.curve,
     }
     print(json.dumps({k: v for k, v in entry.items() if k != "curve"}, indent=1))
