@@ -3,7 +3,7 @@ whole-captcha accuracy (the fixed 1,000-captcha sample time_to_accuracy.py probe
 against training minutes, one line per named entry.
 
     python bench/plot_time_to_accuracy.py --out bench/results/time_to_accuracy.png \
-        --name default_32x128_80k_900s --name cnn_multihead_32x128_80k_900s
+        --name default_32x128_80k_900s_dense128=default --name cnn_multihead_32x128_80k_900s
 
 Each --name may carry a label for the legend: `--name entry=label`.
 """
