@@ -60,12 +60,15 @@ def only_run(client: MlflowClient):
     return runs[0]
 
 
-def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow):
+def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow, capsys):
     root = isolated_mlflow
     args = stage_args(tiny_dataset, root)
 
     # When train runs
     assert train.main(args["train"]) == 0
+    # Then it warns that a few steps are too few to learn anything, naming the knob
+    warning = capsys.readouterr().err
+    assert "optimizer steps in all" in warning and "raise train.epochs" in warning, warning
     # Then it wrote the model, its run reference, metrics and the history
     reference = json.loads((root / "models" / tracking.RUN_FILE).read_text())
     assert (root / "models" / "model.keras").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,10 @@ from captcha_ocr.params import Params, TrainParams, flatten
 from captcha_ocr.progress import interactive
 
 MODEL_FILE = "model.keras"
+# A CTC model first learns to output nothing but blanks: on the small sets of
+# captchas/README.md ("Training on them") it read its first validation captcha after
+# 396-564 optimizer steps. A run with fewer than this in all is almost surely too short.
+FEW_STEPS = 1_000
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,19 @@ def loss_for(model: keras.Model) -> keras.losses.Loss:
 
 def compile_model(model: keras.Model, params: TrainParams) -> None:
     model.compile(optimizer=make_optimizer(params), loss=loss_for(model))
+
+
+def too_few_steps(train_samples: int, params: TrainParams) -> str | None:
+    """A warning when the whole run takes fewer than FEW_STEPS optimizer steps, the
+    usual reason a model trained on a small set of one's own captchas reads nothing."""
+    per_epoch = math.ceil(train_samples / params.batch_size)
+    if per_epoch * params.epochs >= FEW_STEPS:
+        return None
+    return (
+        f"train: warning: {per_epoch * params.epochs} optimizer steps in all ({per_epoch} an "
+        f"epoch x {params.epochs} epochs); models here read nothing before some 400. "
+        "For a small data set, raise train.epochs (captchas/README.md, 'Training on them')"
+    )
 
 
 def make_callbacks(
@@ -317,6 +335,9 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
         params.model, spec, num_symbols=len(info.charset), min_length=info.min_length
     )
 
+    warning = too_few_steps(info.counts["train"], params.train)
+    if warning:
+        print(warning, file=sys.stderr)
     experiment_id = tracking.configure(params.mlflow)
     with (
         atomic_dir(outputs.model_dir) as work_dir,
