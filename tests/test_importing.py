@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from captcha_ocr.data import InputSpec, read_examples
+from captcha_ocr.data import InputSpec, inference_dataset, read_examples
 from captcha_ocr.dataset_info import read_manifest, read_raw_info
 from captcha_ocr.importing import REPORT, ImportFailed, import_dataset
+from captcha_ocr.metrics import evaluate_texts
+from captcha_ocr.models import build_model
 from captcha_ocr.params import Params, TFRecordParams, parse_params
+from captcha_ocr.prediction import predict_batches
 from captcha_ocr.tfrecords import convert
 from stages import import_captchas
 from tests.conftest import merge, tiny_params, write_params
@@ -168,3 +171,29 @@ def test_generated_source_imports_nothing(tmp_path: Path):
     params = parse_params(tiny_params())
     stats = import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
     assert stats["imported"] == 0 and read_manifest(tmp_path / "out") == []
+
+
+def test_reads_of_mixed_data_keep_each_captchas_source(tiny_dataset, folder, tmp_path):
+    # Given generated and imported captchas converted together, a third of the
+    # imported ones in the test split
+    params = import_params(val_fraction=0.0, test_fraction=0.34)
+    import_dataset(params.data, params.import_, tmp_path / "imported", root=tmp_path)
+    info = convert([tiny_dataset["raw"], tmp_path / "imported"], tmp_path / "tf", TFRecordParams())
+    spec = InputSpec(32, 64, 1, info.max_length)
+    model = build_model(parse_params(tiny_params()).model, spec, len(info.charset), 4)
+    # When a model reads the test split as evaluate does
+    batches = inference_dataset(tmp_path / "tf", info, "test", spec, batch_size=16)
+    predictions = predict_batches(model, batches, info.charset_map())
+    # Then every read carries its captcha's source, and the scores split by it
+    manifest = read_manifest(tmp_path / "imported")
+    imported = {row["id"] for row in manifest if row["split"] == "test"}
+    read_as_imported = {
+        image_id
+        for image_id, source in zip(predictions.ids, predictions.sources, strict=True)
+        if source == "imported"
+    }
+    assert imported and read_as_imported == imported
+    evaluation = evaluate_texts(predictions.truths, predictions.texts, sources=predictions.sources)
+    counts = evaluation.summary
+    assert counts["n_imported"] == len(imported)
+    assert counts["n_generated"] + counts["n_imported"] == counts["n_test"]

@@ -57,3 +57,18 @@ def test_scores_on_known_answers():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError, match="2 truths but 1 predictions"):
         evaluate_texts(["A", "B"], ["A"])
+
+
+def test_mixed_sources_are_scored_each_on_its_own():
+    # Given three generated captchas, all read, and two imported ones, one read
+    truths = ["AB12", "CD34", "EF56", "GH78", "JK90"]
+    predictions = ["AB12", "CD34", "EF56", "GH78", "JK9O"]
+    sources = ["generated", "generated", "generated", "imported", "imported"]
+    summary = evaluate_texts(truths, predictions, sources=sources).summary
+    # Then each source has its count and whole-captcha accuracy beside the overall one
+    assert summary["sequence_accuracy"] == pytest.approx(4 / 5)
+    assert (summary["n_generated"], summary["generated_sequence_accuracy"]) == (3, 1.0)
+    assert (summary["n_imported"], summary["imported_sequence_accuracy"]) == (2, 0.5)
+    # and one source alone adds nothing: its figures are the overall ones
+    alone = evaluate_texts(truths, predictions, sources=["generated"] * 5).summary
+    assert "n_generated" not in alone and "generated_sequence_accuracy" not in alone

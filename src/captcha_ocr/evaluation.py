@@ -168,6 +168,7 @@ def evaluate(
             predictions.confidence,
             charset=info.charset,
             ids=predictions.ids,
+            sources=predictions.sources or None,
         )
         gallery = gallery_images(
             tfrecord_dir, info, spec, worst_mistakes(evaluation)["id"].tolist()
@@ -263,3 +264,9 @@ def _print_summary(evaluation: Evaluation) -> None:
         f"{summary['character_accuracy']:.4f}, CER {summary['character_error_rate']:.4f}"
         + (f"; top confusions: {pairs}" if pairs else "")
     )
+    for source in ("imported", "generated"):
+        if f"n_{source}" in summary:
+            print(
+                f"evaluate: {summary[f'n_{source}']} {source}: sequence accuracy "
+                f"{summary[f'{source}_sequence_accuracy']:.4f}"
+            )

@@ -97,11 +97,13 @@ def evaluate_texts(
     confidences: Sequence[float] | None = None,
     charset: str | None = None,
     ids: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> Evaluation:
     """Every score for aligned lists of true and predicted texts.
 
     charset, when given, lists every symbol in per_char and the confusion matrix,
-    those never misread too.
+    those never misread too. sources (generated, imported), when they are more than
+    one, add each one's count and whole-captcha accuracy to the summary.
     """
     if len(truths) != len(predictions):
         raise ValueError(f"{len(truths)} truths but {len(predictions)} predictions")
@@ -125,6 +127,8 @@ def evaluate_texts(
         }
     )
     samples["correct"] = samples["truth"] == samples["predicted"]
+    if sources is not None:
+        samples["source"] = list(sources)
 
     read = pairs[pairs["actual"] != MISSING]
     symbols = sorted(set(read["actual"]) | set(charset or ""))
@@ -181,6 +185,12 @@ def evaluate_texts(
         "mean_confidence_correct": _mean_or_nan(samples.loc[correct, "confidence"]),
         "mean_confidence_wrong": _mean_or_nan(samples.loc[~correct, "confidence"]),
     }
+    # With data.source mixed, the figure a user wants is the one on their own captchas,
+    # which the generated ones would otherwise swamp.
+    if sources is not None and samples["source"].nunique() > 1:
+        for source, group in samples.groupby("source"):
+            summary[f"n_{source}"] = len(group)
+            summary[f"{source}_sequence_accuracy"] = float(group["correct"].mean())
     return Evaluation(
         summary=summary,
         per_char=per_char,

@@ -21,6 +21,7 @@ class Predictions:
     confidence: np.ndarray
     truths: list[str]  # from the labels that came with the images
     ids: list[str]
+    sources: list[str]  # generated or imported, where the batches say
 
 
 def predict_logits(model: keras.Model, images: tf.Tensor | np.ndarray) -> np.ndarray:
@@ -59,6 +60,7 @@ def predict_batches(
     texts: list[str] = []
     truths: list[str] = []
     ids: list[str] = []
+    sources: list[str] = []
     confidences: list[np.ndarray] = []
     for batch in batches:
         decoded = read_images(model, batch["image"], kind, decoder, beam_width, tta_shifts)
@@ -67,9 +69,12 @@ def predict_batches(
         confidences.append(decoded.confidence)
         if "id" in batch:
             ids.extend(value.decode("utf-8") for value in batch["id"].numpy())
+        if "source" in batch:
+            sources.extend(value.decode("utf-8") for value in batch["source"].numpy())
     return Predictions(
         texts=texts,
         confidence=np.concatenate(confidences) if confidences else np.zeros(0),
         truths=truths,
         ids=ids,
+        sources=sources,
     )
