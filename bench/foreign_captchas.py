@@ -1,13 +1,14 @@
 """Draw labelled captchas in a style the `captcha` package does not draw, as a stand-in
 for a user's own set (the project cannot download real ones): 200x50 grey images, 5
-characters from 19 symbols in a serif font (Computer Modern), each glyph nudged and tilted, a thick
-line through the text, pixel noise and a slight blur, the look of many web captchas.
+characters from 19 symbols in a serif font (Computer Modern), each glyph nudged and
+tilted, a line through the text, pixel noise and a slight blur: the look of many web
+captchas.
 
     python bench/foreign_captchas.py --out /tmp/own/captchas --count 1000
 
 Files are named by their label (`bx4m7.png`, `bx4m7_2.png` for a repeat), as the
 `import` stage reads them, and the same --seed draws the same images. What training
-on such a set needs is in bench/README.md ("Your own captchas: how many, how long").
+on such a set needs is in bench/README.md ("Your own captchas: how long to train").
 """
 
 from __future__ import annotations
