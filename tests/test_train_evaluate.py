@@ -268,9 +268,16 @@ def test_environment_tracking_uri_wins_over_params(monkeypatch, tmp_path):
     assert artifacts == (tmp_path.resolve() / "mlruns" / "artifacts").as_uri()
 
 
-def test_interrupted_training_resumes_from_its_last_epoch(tiny_dataset, isolated_mlflow):
+# 160 training captchas in batches of 32: an epoch is one pass (5 steps), or, with
+# min_steps_per_epoch 8, two passes in a new order each (10 steps)
+@pytest.mark.parametrize("min_steps, passes", [(0, 1), (8, 2)], ids=["one pass", "two passes"])
+def test_interrupted_training_resumes_from_its_last_epoch(
+    tiny_dataset, isolated_mlflow, capsys, min_steps, passes
+):
     root = isolated_mlflow
-    params = write_params(root / "params.yaml", {"train": {"epochs": 6}})
+    params = write_params(
+        root / "params.yaml", {"train": {"epochs": 6, "min_steps_per_epoch": min_steps}}
+    )
     args = stage_args(tiny_dataset, root)["train"]
     args[args.index("--params") + 1] = str(params)
     metadata = root / ".checkpoints" / "train" / "backup" / "training_metadata.json"
@@ -304,6 +311,10 @@ def test_interrupted_training_resumes_from_its_last_epoch(tiny_dataset, isolated
     # Then it resumed after the finished epochs and completed the rest
     history = pd.read_csv(root / "plots" / "train" / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    # each epoch going through the split as often as min_steps_per_epoch asks
+    metrics = json.loads((root / "metrics" / "train.json").read_text())
+    assert metrics["samples_seen"] == passes * 160 * 6
+    assert (f"goes through them {passes} times" in capsys.readouterr().out) == (passes > 1)
     runs = client.search_runs([experiment], order_by=["attributes.start_time DESC"])
     resumed = runs[0]
     assert resumed.info.status == "FINISHED"

@@ -122,11 +122,14 @@ def training_dataset(
     shuffle_buffer: int = 10_000,
     cache: bool = False,
     augment: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    passes: int = 1,
 ) -> tf.data.Dataset:
     """Batches of (float image in [0, 1], padded label ids) for `Model.fit`.
 
     augment: a function of an image batch (captcha_ocr.augmentation), applied
     after the cache so that every epoch sees fresh variations.
+    passes: how many times one iteration (an epoch) goes through the split, each
+    time in a new order (training.passes_per_epoch).
     """
     examples = read_examples(tfrecord_dir, info, split, spec, shuffle_files=shuffle, seed=seed)
     pairs = examples.map(
@@ -139,6 +142,11 @@ def training_dataset(
         pairs = pairs.cache()
     if shuffle:
         pairs = pairs.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if passes > 1:
+        # After the shuffle, so each pass has its own order; before the batch, so
+        # batches run across the passes and only an epoch's last one is short.
+        # One pass adds nothing: the pipeline, and so the weights, stay as they were.
+        pairs = pairs.repeat(passes)
     pairs = pairs.batch(batch_size).map(
         lambda images, labels: (normalize(images), labels),
         num_parallel_calls=tf.data.AUTOTUNE,

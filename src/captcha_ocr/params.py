@@ -322,6 +322,12 @@ class TrainParams(Section):
     )
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(64, ge=1)
+    min_steps_per_epoch: int = Field(
+        600,
+        ge=0,
+        description="an epoch goes through a smaller training split several times, to make "
+        "at least this many optimizer steps (a small set of one's own captchas); 0 = once",
+    )
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(2.0e-3, gt=0.0, description="the peak rate with warmup")
     lr_schedule: Literal["constant", "cosine"] = Field(

@@ -78,16 +78,48 @@ def compile_model(model: keras.Model, params: TrainParams) -> None:
     model.compile(optimizer=make_optimizer(params), loss=loss_for(model))
 
 
+def passes_per_epoch(train_samples: int, params: TrainParams) -> int:
+    """How many times an epoch goes through the training split: once, or as often as
+    it takes to make params.min_steps_per_epoch optimizer steps.
+
+    Epochs, and so the callbacks' patience and the checkpoints, then mean about the
+    same amount of training whatever the split's size: the default's 4 epochs are
+    2,400 steps or more, which a few hundred of one's own captchas need, where
+    single passes over them would be a few dozen (captchas/README.md).
+    """
+    return max(1, math.ceil(params.min_steps_per_epoch * params.batch_size / train_samples))
+
+
+def steps_per_epoch(train_samples: int, params: TrainParams) -> int:
+    """Optimizer steps in an epoch: batches run across the passes (data.training_dataset)."""
+    samples = passes_per_epoch(train_samples, params) * train_samples
+    return math.ceil(samples / params.batch_size)
+
+
+def describe_passes(train_samples: int, params: TrainParams) -> str | None:
+    """A line for the log when an epoch goes through the split more than once."""
+    passes = passes_per_epoch(train_samples, params)
+    if passes == 1:
+        return None
+    return (
+        f"train: {train_samples} training captchas make "
+        f"{math.ceil(train_samples / params.batch_size)} steps of {params.batch_size}; each "
+        f"epoch goes through them {passes} times, {steps_per_epoch(train_samples, params)} "
+        f"steps (train.min_steps_per_epoch: {params.min_steps_per_epoch})"
+    )
+
+
 def too_few_steps(train_samples: int, params: TrainParams) -> str | None:
     """A warning when the whole run takes fewer than FEW_STEPS optimizer steps, the
     usual reason a model trained on a small set of one's own captchas reads nothing."""
-    per_epoch = math.ceil(train_samples / params.batch_size)
+    per_epoch = steps_per_epoch(train_samples, params)
     if per_epoch * params.epochs >= FEW_STEPS:
         return None
     return (
         f"train: warning: {per_epoch * params.epochs} optimizer steps in all ({per_epoch} an "
         f"epoch x {params.epochs} epochs); models here read nothing before some 400. "
-        "For a small data set, raise train.epochs (captchas/README.md, 'Training on them')"
+        "Raise train.epochs or train.min_steps_per_epoch (captchas/README.md, "
+        "'Training on them')"
     )
 
 
@@ -102,11 +134,11 @@ def make_callbacks(
     """The callbacks in the order Keras must run them (see callbacks.py)."""
     callbacks: dict[str, keras.callbacks.Callback] = {}
     if params.lr_schedule == "cosine":
-        steps_per_epoch = math.ceil(samples_per_epoch / params.batch_size)
+        steps = math.ceil(samples_per_epoch / params.batch_size)
         callbacks["cosine_schedule"] = CosineSchedule(
             params.learning_rate,
-            total_steps=params.epochs * steps_per_epoch,
-            warmup_steps=round(params.warmup_epochs * steps_per_epoch),
+            total_steps=params.epochs * steps,
+            warmup_steps=round(params.warmup_epochs * steps),
         )
     callbacks["sequence_accuracy"] = SequenceAccuracy(val_batches, charset)
     callbacks["epoch_stats"] = EpochStats(samples_per_epoch)
@@ -189,6 +221,7 @@ class FitResult:
     history: pd.DataFrame  # one row per epoch, epoch counted from 1
     callbacks: dict[str, Any]  # summarize_callbacks
     seconds: float
+    samples_per_epoch: int  # the training split times passes_per_epoch
 
 
 def fit(
@@ -207,6 +240,7 @@ def fit(
     epoch's logs are complete (MLflow logging).
     """
     charset = info.charset_map()
+    passes = passes_per_epoch(info.counts["train"], params)
     train_batches = training_dataset(
         tfrecord_dir,
         info,
@@ -218,6 +252,7 @@ def fit(
         shuffle_buffer=params.shuffle_buffer,
         cache=params.cache,
         augment=augmenter(params.augment, seed=params.seed),
+        passes=passes,
     )
     val_batches = training_dataset(
         tfrecord_dir,
@@ -235,7 +270,7 @@ def fit(
         charset,
         checkpoints.best_model,
         checkpoints.csv_log,
-        info.counts["train"],
+        passes * info.counts["train"],
     )
     earlier = checkpoints.history()
     resume = []
@@ -280,7 +315,13 @@ def fit(
     final_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     summary = summarize_callbacks(params, history, callbacks, final_rate)
     best_model = keras.models.load_model(checkpoints.best_model)
-    return FitResult(model=best_model, history=history, callbacks=summary, seconds=seconds)
+    return FitResult(
+        model=best_model,
+        history=history,
+        callbacks=summary,
+        seconds=seconds,
+        samples_per_epoch=passes * info.counts["train"],
+    )
 
 
 def skip_epochs(batches: tf.data.Dataset, epochs: int) -> None:
@@ -335,6 +376,9 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
         params.model, spec, num_symbols=len(info.charset), min_length=info.min_length
     )
 
+    passes = describe_passes(info.counts["train"], params.train)
+    if passes:
+        print(passes)
     warning = too_few_steps(info.counts["train"], params.train)
     if warning:
         print(warning, file=sys.stderr)
@@ -420,7 +464,7 @@ def train_metrics(result: FitResult, info: DataInfo) -> dict[str, Any]:
     history = result.history
     best_epoch = result.callbacks.get("checkpoint", {}).get("best_epoch", len(history))
     best = history[history["epoch"] == best_epoch].iloc[0]
-    samples = info.counts["train"] * len(history)
+    samples = result.samples_per_epoch * len(history)
     return {
         "best_epoch": int(best_epoch),
         "epochs_run": len(history),
