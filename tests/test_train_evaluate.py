@@ -320,6 +320,8 @@ def test_interrupted_training_resumes_from_its_last_epoch(
     assert resumed.info.status == "FINISHED"
     assert resumed.data.tags["resumed_after_epoch"] == str(done)
     assert resumed.data.tags["resumed_from_run"] == killed.info.run_id
+    assert resumed.data.params["train.passes_per_epoch"] == str(passes)
+    assert resumed.data.params["train.steps_per_epoch"] == str(5 * passes)
     # with the whole curve, the epochs before the interruption included
     steps = [m.step for m in client.get_metric_history(resumed.info.run_id, "val_loss")]
     assert sorted(steps) == [1, 2, 3, 4, 5, 6]

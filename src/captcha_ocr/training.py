@@ -401,6 +401,12 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
         mlflow.log_params(data_params(info))
         tracking.log_dataset(info, tfrecord_dir, context="training")
         mlflow.log_param("model.parameters", model.count_params())
+        mlflow.log_params(
+            {
+                "train.passes_per_epoch": passes_per_epoch(info.counts["train"], params.train),
+                "train.steps_per_epoch": steps_per_epoch(info.counts["train"], params.train),
+            }
+        )
 
         checkpoints = Checkpoints(
             outputs.checkpoints,
