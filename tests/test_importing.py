@@ -96,6 +96,11 @@ def test_every_bad_file_is_reported_with_its_path_and_nothing_is_written(folder,
     for name, reason in expected.items():
         line = next(line for line in message.splitlines() if str(folder / name) in line)
         assert reason in line, line
+    # and the message ends with the charset that every label's symbols would fit
+    labels = "AB12 CD34 EF56 GH78 JK90 LM12 NP34 QR56 ST78 TR99 UV11 XY12 ZZ99 ab12"
+    used = "".join(sorted(set(labels.replace(" ", ""))))
+    assert message.splitlines()[-1].endswith(f"data.custom_charset: {used}"), message
+    assert "2 of them outside data.charset (ab)" in message
     assert not (tmp_path / "out").exists()
 
 

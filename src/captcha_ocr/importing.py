@@ -157,6 +157,20 @@ def split_of(samples: list[Sample], folder: Path, seed: int, params: ImportParam
     return splits
 
 
+def charset_hint(candidates: list[Candidate], charset: Charset) -> str:
+    """When labels use symbols outside the charset, the charset that all of them use:
+    what to set if the labels are right, as with a first import of one's own set."""
+    outside = sorted({symbol for c in candidates for symbol in charset.unknown_symbols(c.label)})
+    if not outside:
+        return ""
+    used = "".join(sorted({symbol for candidate in candidates for symbol in candidate.label}))
+    return (
+        f"\nThe labels use {len(used)} symbols, {len(outside)} of them outside "
+        f"data.charset ({''.join(outside)}). If the labels are right, set "
+        f"data.charset: custom and data.custom_charset: {used}"
+    )
+
+
 def import_dataset(
     data: DataParams, params: ImportParams, out_dir: Path | str, root: Path | None = None
 ) -> dict[str, object]:
@@ -184,6 +198,7 @@ def import_dataset(
         raise ImportFailed(
             f"{len(rejected)} of {len(candidates)} files cannot be imported "
             f"(set import.on_error: skip to leave them out):\n{lines}"
+            f"{charset_hint(candidates, charset)}"
         )
     if data.uses_imported and not samples:
         raise ImportFailed(f"import.path: no usable images in {folder}")
