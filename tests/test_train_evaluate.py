@@ -68,7 +68,7 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow,
     assert train.main(args["train"]) == 0
     # Then it warns that a few steps are too few to learn anything, naming the knob
     warning = capsys.readouterr().err
-    assert "optimizer steps in all" in warning and "raise train.epochs" in warning, warning
+    assert "optimizer steps in all" in warning and "Raise train.epochs" in warning, warning
     # Then it wrote the model, its run reference, metrics and the history
     reference = json.loads((root / "models" / tracking.RUN_FILE).read_text())
     assert (root / "models" / "model.keras").is_file()
