@@ -160,10 +160,11 @@ def split_of(samples: list[Sample], folder: Path, seed: int, params: ImportParam
 def charset_hint(candidates: list[Candidate], charset: Charset) -> str:
     """When labels use symbols outside the charset, the charset that all of them use:
     what to set if the labels are right, as with a first import of one's own set."""
-    outside = sorted({symbol for c in candidates for symbol in charset.unknown_symbols(c.label)})
+    labels = [candidate.label for candidate in candidates]
+    outside = sorted({symbol for label in labels for symbol in charset.unknown_symbols(label)})
     if not outside:
         return ""
-    used = "".join(sorted({symbol for candidate in candidates for symbol in candidate.label}))
+    used = "".join(sorted({symbol for label in labels for symbol in label}))
     return (
         f"\nThe labels use {len(used)} symbols, {len(outside)} of them outside "
         f"data.charset ({''.join(outside)}). If the labels are right, set "

@@ -87,7 +87,8 @@ def passes_per_epoch(train_samples: int, params: TrainParams) -> int:
     2,400 steps or more, which a few hundred of one's own captchas need, where
     single passes over them would be a few dozen (captchas/README.md).
     """
-    return max(1, math.ceil(params.min_steps_per_epoch * params.batch_size / train_samples))
+    wanted = params.min_steps_per_epoch * params.batch_size
+    return max(1, math.ceil(wanted / max(train_samples, 1)))
 
 
 def steps_per_epoch(train_samples: int, params: TrainParams) -> int:
@@ -376,9 +377,9 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
         params.model, spec, num_symbols=len(info.charset), min_length=info.min_length
     )
 
-    passes = describe_passes(info.counts["train"], params.train)
-    if passes:
-        print(passes)
+    passes_line = describe_passes(info.counts["train"], params.train)
+    if passes_line:
+        print(passes_line)
     warning = too_few_steps(info.counts["train"], params.train)
     if warning:
         print(warning, file=sys.stderr)
