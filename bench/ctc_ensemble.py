@@ -33,11 +33,10 @@ import numpy as np
 from results_json import record
 
 from captcha_ocr.charsets import Charset
-from captcha_ocr.data import inference_dataset
+from captcha_ocr.data import inference_dataset, model_input_spec
 from captcha_ocr.dataset_info import DataInfo, read_data_info
 from captcha_ocr.decoding import ctc_greedy, softmax
 from captcha_ocr.decoding import ctc_log_likelihood as text_log_likelihood
-from captcha_ocr.evaluation import model_input_spec
 from captcha_ocr.models import kind_of
 from captcha_ocr.prediction import predict_logits
 from captcha_ocr.tta import combine_reads, shift_images, shift_offsets

@@ -31,9 +31,8 @@ from PIL import Image
 from results_json import record
 from time_to_accuracy import apply_overrides
 
-from captcha_ocr.data import decode_image, normalize
+from captcha_ocr.data import decode_image, model_input_spec, normalize
 from captcha_ocr.dataset_info import read_data_info
-from captcha_ocr.evaluation import model_input_spec
 from captcha_ocr.fonts import available
 from captcha_ocr.generate import CaptchaDrawer, CaptchaSpec
 from captcha_ocr.metrics import evaluate_texts

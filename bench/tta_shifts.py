@@ -27,10 +27,9 @@ import numpy as np
 from ctc_ensemble import summary
 from results_json import record
 
-from captcha_ocr.data import inference_dataset
+from captcha_ocr.data import inference_dataset, model_input_spec
 from captcha_ocr.dataset_info import read_data_info
 from captcha_ocr.decoding import decode
-from captcha_ocr.evaluation import model_input_spec
 from captcha_ocr.models import kind_of
 from captcha_ocr.prediction import predict_logits
 from captcha_ocr.tta import combine_reads, shift_images, shift_offsets

@@ -1,7 +1,9 @@
-"""The same pipeline run, logged through a real `mlflow server` process on 127.0.0.1."""
+"""The same pipeline run, logged through a real `mlflow server` process on 127.0.0.1, and
+its registered model served by a real `mlflow models serve` process."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -9,19 +11,24 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from captcha_ocr import tracking
+from captcha_ocr.data import stored_images
+from captcha_ocr.dataset_info import read_data_info
 from stages import evaluate, train
 from tests.test_train_evaluate import stage_args
 
 pytestmark = pytest.mark.integration
+MLFLOW = str(Path(sys.executable).parent / "mlflow")
 
 
 def free_port() -> int:
@@ -31,47 +38,52 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(
-    subcommand: str, store_uri: str, log_path: Path, extra: tuple[str, ...] = ()
-) -> Iterator[str]:
-    """Start `mlflow server` or `mlflow ui` on a free 127.0.0.1 port, wait for /health,
-    and stop it and its workers afterwards."""
-    port = free_port()
-    command = [
-        str(Path(sys.executable).parent / "mlflow"), subcommand,
-        "--backend-store-uri", store_uri, *extra,
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+def serving(command: list[str], health_url: str, log_path: Path, env: dict[str, str]):
+    """Start a server process, wait until health_url answers 200, and stop it and its
+    workers afterwards."""
     with log_path.open("w") as log:
         # Its own process group: the server forks workers, and stopping the parent
         # alone leaves them behind.
         server = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-        url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 90
             while True:
                 try:
-                    with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    with urllib.request.urlopen(health_url, timeout=2) as response:
                         if response.status == 200:
                             break
                 except OSError:
                     pass
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"mlflow {subcommand} did not start:\n{log_path.read_text()}"
-                    )
+                    raise RuntimeError(f"{command[1:3]} did not start:\n{log_path.read_text()}")
                 time.sleep(0.5)
-            yield url
+            yield
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             try:
                 server.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
+
+
+@contextmanager
+def running_server(
+    subcommand: str, store_uri: str, log_path: Path, extra: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Start `mlflow server` or `mlflow ui` on a free 127.0.0.1 port and wait for /health."""
+    port = free_port()
+    command = [
+        MLFLOW, subcommand,
+        "--backend-store-uri", store_uri, *extra,
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    url = f"http://127.0.0.1:{port}"
+    with serving(command, f"{url}/health", log_path, env):
+        yield url
 
 
 @pytest.fixture
@@ -113,3 +125,45 @@ def test_pipeline_run_through_a_tracking_server(
         filter_string=f"source_run_id = '{run.info.run_id}'",
     )
     assert len(models) == 1
+
+    # When `mlflow models serve` serves the registered champion, fetched from the server
+    port = free_port()
+    command = [
+        MLFLOW, "models", "serve", "--model-uri", "models:/captcha-ocr@champion",
+        "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    # It starts uvicorn by name: the environment's bin on PATH, as `make` has it.
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    info = read_data_info(tiny_dataset["tfrecords"])
+    ids, images = zip(*stored_images(tiny_dataset["tfrecords"], info, "test"), strict=True)
+    request = {
+        "dataframe_split": {
+            "columns": ["image"],
+            "data": [[base64.b64encode(image).decode("ascii")] for image in images],
+        }
+    }
+    with serving(command, f"http://127.0.0.1:{port}/ping", root / "serve.log", env):
+        answer = post_json(f"http://127.0.0.1:{port}/invocations", request)
+        refused = post_json(
+            f"http://127.0.0.1:{port}/invocations",
+            {"dataframe_split": {"columns": ["image"], "data": [["bm8gaW1hZ2U="]]}},
+        )
+    # Then it reads the test captchas' stored bytes, sent as base64 JSON, as evaluate did
+    evaluated = pd.read_csv(root / "plots" / "evaluate" / "predictions.csv", keep_default_na=False)
+    assert list(ids) == evaluated["id"].tolist()
+    assert [row["text"] for row in answer["predictions"]] == evaluated["predicted"].tolist()
+    # and a body that is no image is a client error, naming the row
+    assert refused["status"] == 400 and "row 0: not an image" in refused["message"]
+
+
+def post_json(url: str, body: dict) -> dict:
+    """The JSON answer to a POST; for an HTTP error, its status and message."""
+    request = urllib.request.Request(
+        url, json.dumps(body).encode("utf-8"), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return {"status": error.code, **json.loads(error.read())}

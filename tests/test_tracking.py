@@ -12,15 +12,20 @@ from captcha_ocr.params import MLflowParams
 from tests.conftest import write_params
 
 
-def logged_run(experiment_id: str, accuracy: float, name: str) -> str:
-    """A finished run that logged a (tiny, untrained) Keras model and a test accuracy."""
+def log_tiny_model() -> str:
+    """A (tiny, untrained) Keras model logged into the active run; its model URI."""
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
-    with tracking.run_context(experiment_id, run_name=name) as run:
-        mlflow.keras.log_model(model, name="model", pip_requirements=["keras"])
+    return mlflow.keras.log_model(model, name="model", pip_requirements=["keras"]).model_uri
+
+
+def logged_run(experiment_id: str, accuracy: float, name: str) -> str:
+    """A finished run that logged a model and a test accuracy; the model's URI."""
+    with tracking.run_context(experiment_id, run_name=name):
+        model_uri = log_tiny_model()
         mlflow.log_metric("test/sequence_accuracy", accuracy)
         mlflow.log_params({"model.arch": "crnn_ctc", "train.epochs": 3})
-    return run.info.run_id
+    return model_uri
 
 
 def test_champion_moves_only_when_test_accuracy_improves(isolated_mlflow):
@@ -41,8 +46,10 @@ def test_champion_moves_only_when_test_accuracy_improves(isolated_mlflow):
     champion = client.get_model_version_by_alias("captchas", "champion")
     assert int(champion.version) == 3 and champion.tags["test_sequence_accuracy"] == "0.7"
 
-    # Evaluating the same run again registers no new version
-    again = tracking.register_champion(better, "captchas", 0.7)
+    # Evaluating the same run again logs its model again, but registers no new version
+    run_id = mlflow.models.get_model_info(better).run_id
+    with tracking.run_context(experiment_id, run_id=run_id):
+        again = tracking.register_champion(log_tiny_model(), "captchas", 0.7)
     assert again["version"] == 3
     assert len(client.search_model_versions("name = 'captchas'")) == 3
 

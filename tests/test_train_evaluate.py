@@ -16,7 +16,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from captcha_ocr import tracking
-from captcha_ocr.params import MLflowParams, load_params
+from captcha_ocr.data import stored_images
+from captcha_ocr.dataset_info import read_data_info
+from captcha_ocr.params import MLflowParams
 from stages import evaluate, train
 from tests.conftest import REPO_ROOT, write_params
 
@@ -166,25 +168,34 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow,
         Path(client.download_artifacts(run.info.run_id, "callbacks.json", str(root))).read_text()
     )
     assert callbacks["checkpoint"]["monitor"] == "val_loss"
-    # and the model, as an MLflow 3 logged model of this run, loads and predicts
+    # and the model, logged into this run as a reader: image bytes in, text out
     models = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run.info.run_id}'",
     )
     assert len(models) == 1
-    loaded = mlflow.tensorflow.load_model(models[0].model_uri)
-    assert loaded.output_shape[-1] == 37
-    model_files = os.listdir(mlflow.artifacts.download_artifacts(models[0].model_uri))
-    assert "input_example.json" in model_files and "MLmodel" in model_files
     signature = mlflow.models.get_model_info(models[0].model_uri).signature
-    model_params = load_params(tiny_dataset["params"]).model
-    # an image batch at the model's input size (the data is resized to it when read)
-    assert signature.inputs.inputs[0].shape == (
-        -1,
-        model_params.input_height,
-        model_params.input_width,
-        1,
-    )
+    assert signature.inputs.input_names() == ["image"]
+    assert signature.outputs.input_names() == ["text", "confidence"]
+    defaults = {param.name: param.default for param in signature.params.params}
+    assert defaults == {"decoder": "greedy", "beam_width": 10, "tta_shifts": 2}
+    model_files = os.listdir(mlflow.artifacts.download_artifacts(models[0].model_uri))
+    assert {"input_example.json", "MLmodel", "code", "artifacts"} <= set(model_files)
+    # The registered champion, loaded by its alias, reads the test images' stored
+    # bytes as evaluate read them
+    reader = mlflow.pyfunc.load_model("models:/captcha-ocr@champion")
+    info = read_data_info(tiny_dataset["tfrecords"])
+    ids, images = zip(*stored_images(tiny_dataset["tfrecords"], info, "test"), strict=True)
+    read = reader.predict(pd.DataFrame({"image": list(images)}))
+    evaluated = pd.read_csv(root / "plots" / "evaluate" / "predictions.csv", keep_default_na=False)
+    assert list(ids) == evaluated["id"].tolist()
+    assert read["text"].tolist() == evaluated["predicted"].tolist()
+    assert read["confidence"].to_numpy() == pytest.approx(evaluated["confidence"], abs=1e-4)
+    # one read when asked; a file that is no image is refused, naming its row
+    once = reader.predict(pd.DataFrame({"image": list(images[:3])}), params={"tta_shifts": 0})
+    assert len(once) == 3
+    with pytest.raises(mlflow.exceptions.MlflowException, match=r"row 1: not an image"):
+        reader.predict(pd.DataFrame({"image": [images[0], b"GIF? no"]}))
 
 
 def test_changed_evaluate_params_get_their_own_linked_run(tiny_dataset, isolated_mlflow):
@@ -210,6 +221,13 @@ def test_changed_evaluate_params_get_their_own_linked_run(tiny_dataset, isolated
     assert second.data.tags[tracking.TAG_TRAIN_RUN] == first
     assert second.data.params["evaluate.decoder"] == "beam_search"
     assert second.data.params["train.learning_rate"] == "0.002"  # copied for comparison
+    # and its reader, registered as a version of its own, reads with beam search
+    version = client.search_model_versions(f"run_id = '{second.info.run_id}'")[0]
+    signature = mlflow.models.get_model_info(f"models:/captcha-ocr/{version.version}").signature
+    assert {param.name: param.default for param in signature.params.params}["decoder"] == (
+        "beam_search"
+    )
+    assert len(client.search_model_versions("name = 'captcha-ocr'")) == 2
 
 
 def test_two_runs_of_the_same_params_train_the_same_weights(tiny_dataset, isolated_mlflow):

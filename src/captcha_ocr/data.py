@@ -7,14 +7,18 @@ training waits on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
 from captcha_ocr.dataset_info import DataInfo
 from captcha_ocr.tfrecords import FEATURES, compression_type
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,26 @@ def input_spec(info: DataInfo, model_params) -> InputSpec:
     )
 
 
+def model_input_spec(model: keras.Model, max_length: int) -> InputSpec:
+    """The input size a trained model was built for, so reading always matches training."""
+    _, height, width, channels = model.input_shape
+    return InputSpec(height=height, width=width, channels=channels, max_length=max_length)
+
+
 def shard_paths(tfrecord_dir: Path | str, info: DataInfo, split: str) -> list[str]:
     if split not in info.splits:
         raise ValueError(f"split {split!r} is not in the data; it has {sorted(info.splits)}")
     return [str(Path(tfrecord_dir) / name) for name in info.splits[split].shards]
+
+
+def stored_images(
+    tfrecord_dir: Path | str, info: DataInfo, split: str
+) -> Iterator[tuple[str, bytes]]:
+    """(id, the image's bytes as the TFRecords hold them) of a split, in file order."""
+    for path in shard_paths(tfrecord_dir, info, split):
+        for record in tf.data.TFRecordDataset(path, compression_type(info.compression)):
+            example = tf.io.parse_single_example(record, FEATURES)
+            yield example["id"].numpy().decode("utf-8"), example["image"].numpy()
 
 
 def decode_image(encoded: tf.Tensor, spec: InputSpec) -> tf.Tensor:

@@ -17,8 +17,14 @@ import pandas as pd
 
 from captcha_ocr import plots, tracking
 from captcha_ocr.atomic import atomic_dir, write_json
-from captcha_ocr.data import InputSpec, inference_dataset, read_examples
-from captcha_ocr.dataset_info import DataInfo, read_data_info
+from captcha_ocr.data import (
+    InputSpec,
+    inference_dataset,
+    model_input_spec,
+    read_examples,
+    stored_images,
+)
+from captcha_ocr.dataset_info import DATA_INFO, DataInfo, read_data_info
 from captcha_ocr.metrics import MISSING, Evaluation, evaluate_texts
 from captcha_ocr.params import Params
 from captcha_ocr.prediction import predict_batches
@@ -34,12 +40,6 @@ class EvaluateOutputs:
 
     metrics: Path  # JSON for `dvc metrics`
     plots_dir: Path  # CSV tables and PNG images for `dvc plots`
-
-
-def model_input_spec(model: keras.Model, max_length: int) -> InputSpec:
-    """The input size the model was built for, so evaluation always matches training."""
-    _, height, width, channels = model.input_shape
-    return InputSpec(height=height, width=width, channels=channels, max_length=max_length)
 
 
 def metric_key(prefix: str, symbol: str) -> str:
@@ -133,6 +133,8 @@ def evaluate(
 ) -> dict[str, Any]:
     import mlflow
 
+    from captcha_ocr import mlflow_reader
+
     tfrecord_dir, model_dir = Path(tfrecord_dir), Path(model_dir)
     info = read_data_info(tfrecord_dir)
     reference = tracking.read_run_reference(model_dir / tracking.RUN_FILE)
@@ -187,13 +189,19 @@ def evaluate(
         if not reopen:  # the train run logged the dataset already
             tracking.log_dataset(info, tfrecord_dir, context="evaluation")
         log_evaluation(evaluation, payload, outputs, files)
-        if params.mlflow.registered_model:
-            # The model was logged by the train run, whichever run holds this evaluation.
-            tracking.register_champion(
-                reference["run_id"],
-                params.mlflow.registered_model,
-                evaluation.summary["sequence_accuracy"],
+        if params.mlflow.log_model:
+            # The model with its charset and these reading settings, so that what is
+            # logged and registered reads as this evaluation read (mlflow_reader).
+            _, example = next(stored_images(tfrecord_dir, info, "test"))
+            model_uri = mlflow_reader.log_reader(
+                model_dir / MODEL_FILE, tfrecord_dir / DATA_INFO, params.evaluate, example
             )
+            if params.mlflow.registered_model:
+                tracking.register_champion(
+                    model_uri,
+                    params.mlflow.registered_model,
+                    evaluation.summary["sequence_accuracy"],
+                )
     _print_summary(evaluation)
     return payload
 

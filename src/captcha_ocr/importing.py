@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -79,10 +80,11 @@ def candidates_from_csv(csv_path: Path) -> list[Candidate]:
         return [Candidate(csv_path.parent / row["file"], row["label"] or "") for row in reader]
 
 
-def load_image(path: Path) -> tuple[bytes, tuple[int, int], str]:
-    """(PNG bytes, size, the format the content really has); ValueError with the reason."""
+def load_image(source: Path | BinaryIO) -> tuple[bytes, tuple[int, int], str]:
+    """(PNG bytes, size, the format the content really has) of a file or a stream of
+    its bytes; ValueError with the reason."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.load()  # decodes every pixel: a truncated file fails here
             original_format = image.format or "unknown"
             if image.mode in ("RGBA", "LA", "PA") or (

@@ -30,9 +30,12 @@ from captcha_ocr.importing import load_image, sample_files
 from captcha_ocr.params import EvaluateParams, ParamsError, load_params
 
 if TYPE_CHECKING:
-    from captcha_ocr.data import InputSpec
+    import keras
 
-BATCH_SIZE = 256
+    from captcha_ocr.charsets import Charset
+    from captcha_ocr.data import InputSpec
+    from captcha_ocr.prediction import Predictions
+
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -50,13 +53,9 @@ def prepare(
     paths: Iterable[Path], spec: InputSpec
 ) -> tuple[list[Path], np.ndarray, list[tuple[Path, str]]]:
     """(the readable paths, their images as the model takes them, (path, reason) of the
-    others). Decoded, resized and scaled by the same functions as the TFRecord reader."""
-    import tensorflow as tf
-
-    from captcha_ocr.data import decode_image, normalize
-
+    others)."""
     readable: list[Path] = []
-    images: list[np.ndarray] = []
+    pngs: list[bytes] = []
     failures: list[tuple[Path, str]] = []
     for path in paths:
         try:
@@ -65,9 +64,43 @@ def prepare(
             failures.append((path, str(error)))
             continue
         readable.append(path)
-        images.append(normalize(decode_image(tf.constant(png), spec)).numpy())
-    stacked = np.stack(images) if images else np.zeros((0, *spec.shape), np.float32)
-    return readable, stacked, failures
+        pngs.append(png)
+    return readable, model_images(pngs, spec), failures
+
+
+def model_images(pngs: Iterable[bytes], spec: InputSpec) -> np.ndarray:
+    """Images as load_image gives them, as the model takes them: decoded, resized and
+    scaled by the same functions as the TFRecord reader."""
+    import tensorflow as tf
+
+    from captcha_ocr.data import decode_image, normalize
+
+    images = [normalize(decode_image(tf.constant(png), spec)).numpy() for png in pngs]
+    return np.stack(images) if images else np.zeros((0, *spec.shape), np.float32)
+
+
+def read_texts(
+    model: keras.Model, images: np.ndarray, charset: Charset, settings: EvaluateParams
+) -> Predictions:
+    """The model's texts for prepared images, read in batches as evaluate reads."""
+    import tensorflow as tf
+
+    from captcha_ocr.prediction import predict_batches
+
+    def batches() -> Iterator[dict]:
+        for start in range(0, len(images), settings.batch_size):
+            chunk = tf.constant(images[start : start + settings.batch_size])
+            # No labels: an empty one per image keeps predict_batches' contract.
+            yield {"image": chunk, "label": tf.zeros((len(chunk), 0), tf.int32)}
+
+    return predict_batches(
+        model,
+        batches(),
+        charset,
+        settings.decoder,
+        settings.beam_width,
+        settings.tta_shifts,
+    )
 
 
 def reading_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> EvaluateParams:
@@ -139,11 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     import keras
-    import tensorflow as tf
 
+    from captcha_ocr.data import model_input_spec
     from captcha_ocr.dataset_info import read_data_info
-    from captcha_ocr.evaluation import model_input_spec
-    from captcha_ocr.prediction import predict_batches
 
     charset = read_data_info(args.data).charset_map()
     model = keras.models.load_model(args.model)
@@ -161,21 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     readable, images, failures = prepare(image_paths(args.images), spec)
     for path, reason in failures:
         print(f"{path}: {reason}", file=sys.stderr)
-
-    def batches() -> Iterator[dict]:
-        for start in range(0, len(images), BATCH_SIZE):
-            chunk = tf.constant(images[start : start + BATCH_SIZE])
-            # No labels: an empty one per image keeps predict_batches' contract.
-            yield {"image": chunk, "label": tf.zeros((len(chunk), 0), tf.int32)}
-
-    predictions = predict_batches(
-        model,
-        batches(),
-        charset,
-        settings.decoder,
-        settings.beam_width,
-        settings.tta_shifts,
-    )
+    predictions = read_texts(model, images, charset, settings)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["path", "text", "confidence"])
     for path, text, confidence in zip(

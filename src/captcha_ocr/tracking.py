@@ -199,28 +199,17 @@ CHAMPION = "champion"
 CHAMPION_METRIC = "test_sequence_accuracy"
 
 
-def register_champion(train_run_id: str, registered_name: str, accuracy: float) -> dict[str, Any]:
-    """Register the train run's model (once) and move the `champion` alias to it only
+def register_champion(model_uri: str, registered_name: str, accuracy: float) -> dict[str, Any]:
+    """Register a logged model (once per run) and move the `champion` alias to it only
     when its test accuracy beats the current champion's; return what happened."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    run = client.get_run(train_run_id)
-    models = client.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{train_run_id}'",
-    )
-    if not models:
-        print(f"evaluate: run {train_run_id} logged no model; nothing to register")
-        return {"registered": False}
-    existing = client.search_model_versions(
-        f"name = '{registered_name}' and run_id = '{train_run_id}'"
-    )
-    if existing:
-        version = existing[0]
-    else:
-        version = mlflow.register_model(models[0].model_uri, registered_name)
+    run_id = mlflow.models.get_model_info(model_uri).run_id
+    # One version per run: evaluating a run again (same settings) registers nothing new.
+    existing = client.search_model_versions(f"name = '{registered_name}' and run_id = '{run_id}'")
+    version = existing[0] if existing else mlflow.register_model(model_uri, registered_name)
     client.set_model_version_tag(registered_name, version.version, CHAMPION_METRIC, str(accuracy))
 
     try:

@@ -432,9 +432,6 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
         mlflow.log_artifact(str(work_dir / CSV_LOG))
         plots.training_curves(result.history, work_dir / "training_curves.png")
         mlflow.log_artifact(str(work_dir / "training_curves.png"), artifact_path="plots")
-        if params.mlflow.log_model:
-            example = next(iter(inference_dataset(tfrecord_dir, info, "val", spec, batch_size=1)))
-            log_keras_model(result.model, example["image"].numpy())
 
         write_json(outputs.metrics, {**metrics, "callbacks": result.callbacks})
         with atomic_file(outputs.history, "w", encoding="utf-8", newline="") as stream:
@@ -495,29 +492,6 @@ def callback_metrics(callbacks: dict[str, Any]) -> dict[str, float]:
     if "reduce_lr" in callbacks:
         metrics["callbacks/lr_reductions"] = len(callbacks["reduce_lr"]["reductions"])
     return {key: float(value) for key, value in metrics.items()}
-
-
-def log_keras_model(model: keras.Model, example_images: np.ndarray) -> None:
-    """The model with its signature (an image batch in, per-step logits out) and an
-    input example (one validation image).
-
-    Through the tensorflow flavor, which saves Keras 3 models as .keras files too:
-    mlflow.keras.save_model (3.17) writes the input example before it creates the
-    model folder and fails with FileNotFoundError.
-    """
-    import mlflow
-
-    signature = mlflow.models.infer_signature(
-        example_images, model.predict_on_batch(example_images)
-    )
-    mlflow.tensorflow.log_model(
-        model,
-        name="model",
-        signature=signature,
-        input_example=example_images,
-        # Listing the requirements skips MLflow's inference of them (~6 s).
-        pip_requirements=[f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}"],
-    )
 
 
 def _print_summary(metrics: dict[str, Any], callbacks: dict[str, Any]) -> None:
