@@ -63,7 +63,7 @@ def test_read_gives_what_evaluate_predicted(trained, tiny_dataset, capsys):
     assert by_id.keys() == set(evaluated.index)
     for image_id, row in evaluated.iterrows():
         assert by_id[image_id]["text"] == row["predicted"], image_id
-        assert by_id[image_id]["confidence"] == pytest.approx(row["confidence"], rel=1e-3)
+        assert by_id[image_id]["confidence"] == pytest.approx(row["confidence"], rel=1e-3, abs=0)
     # A two-epoch model mostly reads nothing yet, but its confidence differs from image
     # to image: equal confidences mean equal pixels in and equal logits out
     assert evaluated["confidence"].nunique() == 48
@@ -110,7 +110,8 @@ def test_shifted_reads_agree_between_read_and_evaluate(trained, tiny_dataset, tm
             assert len(by_id) == len(predictions[shifts]) == 48
             for image_id, row in predictions[shifts].iterrows():
                 assert by_id[image_id]["text"] == row["predicted"], (options, image_id)
-                assert by_id[image_id]["confidence"] == pytest.approx(row["confidence"], rel=1e-3)
+                confidence = pytest.approx(row["confidence"], rel=1e-3, abs=0)
+                assert by_id[image_id]["confidence"] == confidence
     # and the two settings differ: a shifted read's confidence is its text's mean likelihood
     # over the copies, not the probability of one copy's best path
     assert not np.allclose(
@@ -146,7 +147,7 @@ def test_a_multihead_model_reads_shifted_copies_as_evaluate_did(tiny_dataset, tm
     assert len(by_id) == len(evaluated) == 48
     for image_id, row in evaluated.iterrows():
         assert by_id[image_id]["text"] == row["predicted"], image_id
-        assert by_id[image_id]["confidence"] == pytest.approx(row["confidence"], rel=1e-3)
+        assert by_id[image_id]["confidence"] == pytest.approx(row["confidence"], rel=1e-3, abs=0)
     # and one read per captcha (--tta-shifts 0) gives other confidences
     code = read.main(
         [str(tiny_dataset["raw"] / "test"), "--model", str(tmp_path / "models" / "model.keras"),
