@@ -153,6 +153,9 @@ def test_pipeline_run_through_a_tracking_server(
     evaluated = pd.read_csv(root / "plots" / "evaluate" / "predictions.csv", keep_default_na=False)
     assert list(ids) == evaluated["id"].tolist()
     assert [row["text"] for row in answer["predictions"]] == evaluated["predicted"].tolist()
+    assert [row["confidence"] for row in answer["predictions"]] == pytest.approx(
+        evaluated["confidence"].tolist(), rel=1e-3, abs=0
+    )
     # and a body that is no image is a client error, naming the row
     assert refused["status"] == 400 and "row 0: not an image" in refused["message"]
 

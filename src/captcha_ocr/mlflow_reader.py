@@ -39,9 +39,6 @@ REQUIREMENTS = ("tensorflow-cpu", "keras", "numpy", "pandas", "pillow", "pydanti
 
 
 class CaptchaReader(mlflow.pyfunc.PythonModel):
-    def __init__(self, batch_size: int = EvaluateParams().batch_size) -> None:
-        self.batch_size = batch_size
-
     def load_context(self, context: Any) -> None:
         import keras
 
@@ -52,6 +49,7 @@ class CaptchaReader(mlflow.pyfunc.PythonModel):
         info_dir = Path(context.artifacts[DATA_INFO_ARTIFACT]).parent
         self.charset = read_data_info(info_dir).charset_map()
         self.spec = model_input_spec(self.model, max_length=1)  # unused when reading
+        self.batch_size = context.model_config["batch_size"]
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -106,7 +104,9 @@ def log_reader(
 
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=CaptchaReader(settings.batch_size),
+        # Models from code: MLflow runs reader_model.py to load it, nothing is unpickled.
+        python_model=str(Path(__file__).with_name("reader_model.py")),
+        model_config={"batch_size": settings.batch_size},
         artifacts={MODEL_ARTIFACT: str(model_file), DATA_INFO_ARTIFACT: str(data_info_file)},
         # The package travels with the model, so it loads where captcha_ocr is not installed.
         code_paths=[str(Path(captcha_ocr.__file__).parent)],
