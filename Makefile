@@ -6,9 +6,11 @@ BIN := $(CURDIR)/$(VENV)/bin
 # Stages call `python`: put the project's environment first on PATH.
 RUN := PATH="$(BIN):$$PATH" TF_CPP_MIN_LOG_LEVEL=2
 UI_PORT ?= 5000
+SERVE_PORT ?= 5002
+MODEL ?= models:/captcha-ocr@champion
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test lint format ui plots compare read lock clean
+.PHONY: help venv repro test lint format ui serve plots compare read lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,6 +43,11 @@ format: venv  ## ruff: fix what can be fixed, format
 ui: venv  ## MLflow UI on http://127.0.0.1:$(UI_PORT) over the project's store
 	$(RUN) $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+serve: venv  ## serve a registered reader (MODEL=models:/captcha-ocr@champion) on 127.0.0.1:$(SERVE_PORT)
+	$(RUN) MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}" \
+		$(BIN)/mlflow models serve --model-uri "$(MODEL)" --env-manager local \
+		--host 127.0.0.1 --port $(SERVE_PORT)
 
 plots: venv  ## dvc plots show -> dvc_plots/index.html, rendered offline (vega inlined)
 	$(RUN) $(BIN)/python -m captcha_ocr.plot_template .dvc/plots/offline.html
