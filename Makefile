@@ -7,7 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 RUN := PATH="$(BIN):$$PATH" TF_CPP_MIN_LOG_LEVEL=2
 UI_PORT ?= 5000
 SERVE_PORT ?= 5002
-MODEL ?= models:/captcha-ocr@champion
+SERVE_MODEL ?= models:/captcha-ocr@champion
 
 .DEFAULT_GOAL := help
 .PHONY: help venv repro test lint format ui serve plots compare read lock clean
@@ -44,9 +44,9 @@ ui: venv  ## MLflow UI on http://127.0.0.1:$(UI_PORT) over the project's store
 	$(RUN) $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
-serve: venv  ## serve a registered reader (MODEL=models:/captcha-ocr@champion) on 127.0.0.1:$(SERVE_PORT)
+serve: venv  ## serve a registered reader (SERVE_MODEL=models:/captcha-ocr@champion) on 127.0.0.1:$(SERVE_PORT)
 	$(RUN) MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}" \
-		$(BIN)/mlflow models serve --model-uri "$(MODEL)" --env-manager local \
+		$(BIN)/mlflow models serve --model-uri "$(SERVE_MODEL)" --env-manager local \
 		--host 127.0.0.1 --port $(SERVE_PORT)
 
 plots: venv  ## dvc plots show -> dvc_plots/index.html, rendered offline (vega inlined)

@@ -16,6 +16,7 @@ params with evaluate's settings as their defaults: `predict(..., params={"tta_sh
 from __future__ import annotations
 
 import io
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,6 @@ def log_reader(
 ) -> str:
     """Log the reader into the active run; its model URI. MLflow checks the example
     against the signature by reading it with the saved model."""
-    from importlib.metadata import version
-
     info = mlflow.pyfunc.log_model(
         name="model",
         # Models from code: MLflow runs reader_model.py to load it, nothing is unpickled.

@@ -225,7 +225,6 @@ def register_champion(model_uri: str, registered_name: str, accuracy: float) -> 
     if promoted:
         client.set_registered_model_alias(registered_name, CHAMPION, version.version)
     outcome = {
-        "registered": True,
         "version": int(version.version),
         "champion": int(version.version) if promoted else int(champion.version),
         "promoted": promoted,
