@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     )
+    name = params.mlflow.registered_model
+    if name and params.mlflow.log_model:
+        print(f"  model     models:/{name}@champion reads image files (README, MLflow)")
+        print("            make serve  ->  POST them to http://127.0.0.1:5002/invocations")
     return 0
 
 
