@@ -82,10 +82,14 @@ def shifted(png: bytes, dx: int, dy: int) -> bytes:
 
 def variants(generate: dict[str, Any], max_length: int) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {"as trained": {}}
-    trained_lengths = range(generate["min_length"], generate["max_length"] + 1)
+    shortest, longest = generate["train_lengths"] or (generate["min_length"], generate["max_length"])
     for length in range(3, max_length + 1):
-        tag = " (trained)" if length in trained_lengths else ""
-        found[f"length {length}{tag}"] = {"min_length": length, "max_length": length}
+        tag = " (trained)" if shortest <= length <= longest else ""
+        found[f"length {length}{tag}"] = {
+            "min_length": length,
+            "max_length": length,
+            "train_lengths": None,
+        }
     names = set(available())
     for font in FONTS:
         if font in names:

@@ -128,7 +128,10 @@ def _crnn(height: int, width: int, **crnn: Any) -> dict[str, Any]:
 
 def _multihead(arch: str, size: tuple[int, int] = (60, 160), **knobs: Any) -> dict[str, Any]:
     height, width = size
-    return {"model": {"arch": arch, "input_height": height, "input_width": width, arch: knobs}}
+    return {
+        "model": {"arch": arch, "input_height": height, "input_width": width, arch: knobs},
+        "generate": {"train_lengths": None},  # one head per position: one length
+    }
 
 
 # The small CRNN's conv stack and projection, with the width pools of the default

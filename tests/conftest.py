@@ -62,10 +62,23 @@ def isolated_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Generated once per session: params.yaml, data/raw and data/tfrecords."""
+    return build_dataset(tmp_path_factory.mktemp("tiny-dataset"))
+
+
+@pytest.fixture(scope="session")
+def tiny_fixed_length_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """As tiny_dataset, with 4 characters in the train split too: multi-head models
+    read one length."""
+    return build_dataset(
+        tmp_path_factory.mktemp("tiny-fixed-length-dataset"),
+        {"generate": {"train_lengths": None}},
+    )
+
+
+def build_dataset(root: Path, overrides: dict[str, Any] | None = None) -> dict[str, Path]:
     from stages import generate, tfrecord_convert
 
-    root = tmp_path_factory.mktemp("tiny-dataset")
-    params = write_params(root / "params.yaml")
+    params = write_params(root / "params.yaml", overrides)
     raw, tfrecords = root / "data" / "raw", root / "data" / "tfrecords"
     assert generate.main(["--params", str(params), "--out", str(raw)]) == 0
     assert (

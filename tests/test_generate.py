@@ -50,7 +50,7 @@ def test_generate_writes_images_manifest_and_info(tiny_dataset):
     for row in rows[:: len(rows) // 8]:
         with Image.open(raw / row["path"]) as image:
             assert (image.format, image.size) == ("PNG", (96, 32))
-        assert len(row["text"]) == int(row["length"]) == 4
+        assert len(row["text"]) == int(row["length"])
         assert set(row["text"]) <= set(info.charset)
         assert (row["font"], row["source"]) == ("DroidSansMono", "generated")
     # and ids are unique, so two captchas with one text never collide
@@ -132,6 +132,7 @@ def test_variable_length_labels_cover_the_range(tmp_path: Path):
         {
             "min_length": 2,
             "max_length": 5,
+            "train_lengths": None,
             "workers": 1,
             "splits": {"train": 60, "val": 2, "test": 2},
         }
@@ -139,6 +140,29 @@ def test_variable_length_labels_cover_the_range(tmp_path: Path):
     run_generate(params, tmp_path / "raw")
     lengths = {len(row["text"]) for row in read_manifest(tmp_path / "raw")}
     assert lengths == {2, 3, 4, 5}
+
+
+def test_train_lengths_vary_the_train_split_only(tiny_dataset):
+    # Given the default: 4 characters, the train split drawing 3 to 6
+    rows = read_manifest(tiny_dataset["raw"])
+    lengths = {split: {len(row["text"]) for row in rows if row["split"] == split}
+               for split in ("train", "val", "test")}  # fmt: skip
+    # Then the 160 train captchas have every length from 3 to 6, and val and test only 4
+    assert lengths == {"train": {3, 4, 5, 6}, "val": {4}, "test": {4}}
+    # and dataset.json gives the whole range, which sizes the label padding and the
+    # CTC time steps a model needs
+    info = read_raw_info(tiny_dataset["raw"])
+    assert (info.min_length, info.max_length) == (3, 6)
+    # and val and test are those of one length throughout, image for image
+    fixed = params_with({"train_lengths": None})
+    drawers = [
+        CaptchaDrawer(CaptchaSpec.from_params(p.data, p.generate, Path.cwd()))
+        for p in (params_with(), fixed)
+    ]
+    for split in ("val", "test"):
+        for index in range(3):
+            assert drawers[0].draw(split, index) == drawers[1].draw(split, index)
+    assert {len(drawers[1].draw("train", index)[0]) for index in range(20)} == {4}
 
 
 def test_characters_are_drawn_uniformly(tmp_path: Path):

@@ -50,6 +50,19 @@ def dotted_keys(tree: dict, prefix: str = "") -> list[str]:
             "generate.max_length: must be >= min_length",
         ),
         ({"generate": {"rotation": [10, -10]}}, "generate.rotation: the first bound"),
+        (
+            {"generate": {"min_length": 8, "max_length": 8}},
+            "generate.train_lengths: [3, 6] must take in the lengths min_length..max_length (8-8)",
+        ),
+        ({"generate": {"train_lengths": [5, 2]}}, "generate.train_lengths: needs 1 <= shortest"),
+        (
+            {"model": {"arch": "cnn_multihead"}},
+            "generate.train_lengths: model.arch cnn_multihead reads one length, not 3-6",
+        ),
+        (
+            {"model": {"arch": "vgg_multihead"}, "generate": {"max_length": 5}},
+            "generate.max_length: model.arch vgg_multihead reads one length, not 4-5",
+        ),
         ({"import": {"labels": "csv"}}, "import.csv: labels: csv needs the path"),
         ({"data": {"source": "web"}}, "data.source: Input should be 'generated'"),
         ({"model": {"crnn_ctc": {"pool_widths": [2]}}}, "model.crnn_ctc.pool_widths: needs one"),

@@ -120,11 +120,15 @@ def test_shifted_reads_agree_between_read_and_evaluate(trained, tiny_dataset, tm
     )  # fmt: skip
 
 
-def test_a_multihead_model_reads_shifted_copies_as_evaluate_did(tiny_dataset, tmp_path, capsys):
+def test_a_multihead_model_reads_shifted_copies_as_evaluate_did(
+    tiny_fixed_length_dataset, tmp_path, capsys
+):
+    tiny_dataset = tiny_fixed_length_dataset
     # Given a tiny multi-head model trained and evaluated with three reads per captcha
     params = write_params(
         tmp_path / "params.yaml",
-        {"model": {"arch": "cnn_multihead",
+        {"generate": {"train_lengths": None},
+         "model": {"arch": "cnn_multihead",
                    "cnn_multihead": {"conv_filters": [4, 8], "dense_units": 16}},
          "train": {"epochs": 1}, "evaluate": {"tta_shifts": 1}},
     )  # fmt: skip

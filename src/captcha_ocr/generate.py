@@ -130,7 +130,7 @@ class CaptchaDrawer:
     def draw(self, split: str, index: int) -> tuple[str, str, bytes]:
         """(text, font name, PNG bytes) of image `index` of `split`."""
         rng = image_rng(self.spec.seed, split, index)
-        length = rng.randint(self.spec.params.min_length, self.spec.params.max_length)
+        length = rng.randint(*self.spec.params.lengths(split))
         # With replacement: doubled characters occur as in real captchas. Uniform,
         # except that generate.oversample weights the train split (only: val and
         # test stay the task, so scores compare across settings).
@@ -222,8 +222,8 @@ def generate_dataset(
             RawInfo(
                 source="generated",
                 charset=spec.symbols,
-                min_length=params.min_length,
-                max_length=params.max_length,
+                min_length=min(params.lengths(split)[0] for split in SPLITS),
+                max_length=max(params.lengths(split)[1] for split in SPLITS),
                 image_width=params.image_width,
                 image_height=params.image_height,
                 counts=counts,

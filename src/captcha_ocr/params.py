@@ -125,6 +125,11 @@ class GenerateParams(Section):
 
     min_length: int = Field(4, ge=1, le=32)
     max_length: int = Field(4, ge=1, le=32)
+    # Only the train split: a model trained on one length reads others badly
+    # (README, Data: "Lengths"); val and test keep min..max, the task being scored.
+    train_lengths: tuple[int, int] | None = Field(
+        (3, 6), description="[shortest, longest] of the train split; null = min..max"
+    )
     image_width: int = Field(160, ge=16, le=1024)
     image_height: int = Field(60, ge=16, le=512)
     fonts: tuple[str, ...] = Field(
@@ -154,6 +159,20 @@ class GenerateParams(Section):
     def _check(self) -> GenerateParams:
         if self.max_length < self.min_length:
             raise ValueError(f"max_length: must be >= min_length ({self.min_length})")
+        if self.train_lengths is not None:
+            shortest, longest = self.train_lengths
+            if not 1 <= shortest <= longest <= 32:
+                raise ValueError(
+                    "train_lengths: needs 1 <= shortest <= longest <= 32, got "
+                    f"{list(self.train_lengths)}"
+                )
+            if shortest > self.min_length or longest < self.max_length:
+                # Training that never sees the scored lengths would fail them all.
+                raise ValueError(
+                    f"train_lengths: {list(self.train_lengths)} must take in the lengths "
+                    f"min_length..max_length ({self.min_length}-{self.max_length}); "
+                    "widen it, or null to train on those alone"
+                )
         if not self.fonts:
             raise ValueError("fonts: needs at least one font")
         if not self.font_sizes or min(self.font_sizes) < 4:
@@ -164,6 +183,16 @@ class GenerateParams(Section):
             if min(getattr(self, name)) < 0:
                 raise ValueError(f"{name}: offsets must be >= 0")
         return self
+
+    def lengths(self, split: str) -> tuple[int, int]:
+        """[shortest, longest] label of a generated split."""
+        if split == "train" and self.train_lengths is not None:
+            return self.train_lengths
+        return self.min_length, self.max_length
+
+    @property
+    def varies_in_length(self) -> bool:
+        return self.max_length > self.min_length or self.lengths("train") != self.lengths("test")
 
 
 class ImportParams(Section):
@@ -266,6 +295,10 @@ class VGGMultiheadParams(Section):
 class ResNet50MultiheadParams(Section):
     weights: str | None = Field(None, description="a local weights file; None: random init")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+# One softmax head per character position: one label length only.
+MULTIHEAD_ARCHS = ("cnn_multihead", "vgg_multihead", "resnet50_multihead")
 
 
 class ModelParams(Section):
@@ -401,6 +434,22 @@ class Params(Section):
             raise ValueError(
                 f"generate.oversample.symbols: {unknown} not in the charset ({self.data.charset})"
             )
+        generated = self.generate
+        if self.model.arch in MULTIHEAD_ARCHS and self.data.uses_generated:
+            # Caught here, not when the model is built after minutes of generating.
+            one_length = f"model.arch {self.model.arch} reads one length, not"
+            if generated.max_length > generated.min_length:
+                raise ValueError(
+                    f"generate.max_length: {one_length} {generated.min_length}-"
+                    f"{generated.max_length}: make it min_length (and train_lengths null), "
+                    "or use crnn_ctc"
+                )
+            if generated.varies_in_length:
+                shortest, longest = generated.lengths("train")
+                raise ValueError(
+                    f"generate.train_lengths: {one_length} {shortest}-{longest}: "
+                    "set it to null, or use crnn_ctc"
+                )
         return self
 
 
