@@ -156,7 +156,8 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow,
     }
     assert contexts == {"training"}
     info = json.loads((tiny_dataset["tfrecords"] / "data_info.json").read_text())
-    assert inputs[0].dataset.name == "captchas-generated-36sym-4ch-96x32"
+    # named for every length the data holds: the default train split draws 3 to 6
+    assert inputs[0].dataset.name == "captchas-generated-36sym-3to6ch-96x32"
     assert any(tag.key == "n_train" and tag.value == "160" for tag in inputs[0].tags)
     assert tags[tracking.TAG_DATA_HASH].startswith(inputs[0].dataset.digest)
     assert info["splits"]["train"]["sha256"]
