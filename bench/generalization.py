@@ -82,7 +82,8 @@ def shifted(png: bytes, dx: int, dy: int) -> bytes:
 
 def variants(generate: dict[str, Any], max_length: int) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {"as trained": {}}
-    shortest, longest = generate["train_lengths"] or (generate["min_length"], generate["max_length"])
+    trained = generate["train_lengths"] or (generate["min_length"], generate["max_length"])
+    shortest, longest = trained
     for length in range(3, max_length + 1):
         tag = " (trained)" if shortest <= length <= longest else ""
         found[f"length {length}{tag}"] = {
