@@ -296,6 +296,27 @@ def test_sigterm_closes_the_run_as_killed(isolated_mlflow):
     assert store_client(isolated_mlflow).get_run(run.info.run_id).info.status == "KILLED"
 
 
+def test_sigterm_that_surfaces_as_another_error_still_kills_the_run(isolated_mlflow):
+    experiment_id = tracking.configure(MLflowParams())
+    # Given code that turns the signal's exception into an error of its own
+    with (
+        pytest.raises(tracking.StageInterrupted) as raised,
+        tracking.run_context(experiment_id) as run,
+    ):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt as interrupt:
+            raise RuntimeError("a library's own error") from interrupt
+    # Then the run is KILLED, not FAILED, and the stage sees an interruption (so it
+    # says how to resume) with the error it came as attached
+    assert store_client(isolated_mlflow).get_run(run.info.run_id).info.status == "KILLED"
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    # and an error with no signal behind it still fails the run
+    with pytest.raises(RuntimeError), tracking.run_context(experiment_id) as crashed:
+        raise RuntimeError("a crash")
+    assert store_client(isolated_mlflow).get_run(crashed.info.run_id).info.status == "FAILED"
+
+
 def test_environment_tracking_uri_wins_over_params(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     assert tracking.resolve_tracking(MLflowParams(tracking_uri="sqlite:///x.db"), tmp_path) == (
@@ -344,7 +365,7 @@ def test_interrupted_training_resumes_from_its_last_epoch(
     client = store_client(root)
     experiment = client.get_experiment_by_name("captcha-ocr").experiment_id
     (killed,) = client.search_runs([experiment])
-    assert killed.info.status == "KILLED"
+    assert killed.info.status == "KILLED", output
 
     # When the stage runs again
     assert train.main(args) == 0

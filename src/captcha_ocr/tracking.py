@@ -91,17 +91,21 @@ class StageInterrupted(KeyboardInterrupt):
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _sigterm_as_interrupt() -> Iterator[list[int]]:
+    """Yields the signals received so far (empty until SIGTERM comes)."""
+    received: list[int] = []
+
     def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
         raise StageInterrupted(f"stopped by signal {signum}")
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave signals alone
-        yield
+        yield received
         return
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -113,14 +117,20 @@ def run_context(
     """Start (or, with run_id, reopen) a run and always end it with an honest status."""
     import mlflow
 
-    with _sigterm_as_interrupt():
+    with _sigterm_as_interrupt() as signals:
         run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name)
         try:
             yield run
         except KeyboardInterrupt:
             mlflow.end_run("KILLED")
             raise
-        except BaseException:
+        except BaseException as error:
+            if signals:
+                # The signal's exception can reach us as another one: code it lands in
+                # may catch it and raise its own, or fail cleaning up what it cut short.
+                # The run was still stopped, not crashed, and resumes like one.
+                mlflow.end_run("KILLED")
+                raise StageInterrupted(f"stopped by signal {signals[0]}") from error
             mlflow.end_run("FAILED")
             raise
         mlflow.end_run("FINISHED")
