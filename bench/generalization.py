@@ -36,7 +36,7 @@ from captcha_ocr.dataset_info import read_data_info
 from captcha_ocr.fonts import available
 from captcha_ocr.generate import CaptchaDrawer, CaptchaSpec
 from captcha_ocr.metrics import evaluate_texts
-from captcha_ocr.params import load_params, parse_params
+from captcha_ocr.params import GenerateParams, load_params, parse_params
 from captcha_ocr.prediction import predict_batches
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,8 +82,7 @@ def shifted(png: bytes, dx: int, dy: int) -> bytes:
 
 def variants(generate: dict[str, Any], max_length: int) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {"as trained": {}}
-    trained = generate["train_lengths"] or (generate["min_length"], generate["max_length"])
-    shortest, longest = trained
+    shortest, longest = GenerateParams.model_validate(generate).lengths("train")
     for length in range(3, max_length + 1):
         tag = " (trained)" if shortest <= length <= longest else ""
         found[f"length {length}{tag}"] = {
