@@ -86,3 +86,27 @@ def build_dataset(root: Path, overrides: dict[str, Any] | None = None) -> dict[s
         == 0
     )
     return {"root": root, "params": params, "raw": raw, "tfrecords": tfrecords}
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A real grayscale PNG of one colour: width x height pixels in a few hundred
+    kilobytes, as a decompression bomb is made. Rows are compressed as they are made,
+    so building it needs no more memory than a row."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" + b"\xff" * width  # filter byte, then white pixels
+    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )

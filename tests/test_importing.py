@@ -4,10 +4,12 @@ the same tfrecord-convert stage as generated ones."""
 from __future__ import annotations
 
 import io
+import itertools
+import os
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from captcha_ocr.data import InputSpec, inference_dataset, read_examples
 from captcha_ocr.dataset_info import read_manifest, read_raw_info
@@ -18,11 +20,18 @@ from captcha_ocr.params import Params, TFRecordParams, parse_params
 from captcha_ocr.prediction import predict_batches
 from captcha_ocr.tfrecords import convert
 from stages import import_captchas
-from tests.conftest import merge, tiny_params, write_params
+from tests.conftest import bomb_png, merge, tiny_params, write_params
+
+_drawn = itertools.count()
 
 
 def image_bytes(text: str, image_format: str, size=(120, 40), mode="RGB") -> bytes:
+    """A picture of the text, different from every other one drawn (the import refuses
+    a repeated picture)."""
     image = Image.new(mode, size, "white" if mode != "RGBA" else (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.text((4, 4), text, fill="black")
+    draw.text((4, 24), str(next(_drawn)), fill="black")
     buffer = io.BytesIO()
     image.save(buffer, format=image_format)
     return buffer.getvalue()
@@ -202,3 +211,123 @@ def test_reads_of_mixed_data_keep_each_captchas_source(tiny_dataset, folder, tmp
     counts = evaluation.summary
     assert counts["n_imported"] == len(imported)
     assert counts["n_generated"] + counts["n_imported"] == counts["n_test"]
+
+
+# Hostile and careless inputs (issue 41): each is named with its reason, and the good
+# files are still imported with on_error: skip.
+
+
+def import_report(out: Path) -> str:
+    return (out / REPORT).read_text(encoding="utf-8")
+
+
+def test_a_bomb_among_good_files_is_named_and_the_rest_imported(folder: Path, tmp_path: Path):
+    # Given a decompression bomb (a real PNG, ~110 KB, 100 million pixels) among the files
+    (folder / "BOMB.png").write_bytes(bomb_png(10_000, 10_000))
+    params = import_params(on_error="skip")
+    # When they are imported
+    stats = import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
+    # Then the twelve good ones are, and the bomb is listed with its size and the limit
+    assert (stats["imported"], stats["skipped"]) == (12, 1)
+    assert f'{folder / "BOMB.png"},skipped,"too large: 10000x10000 pixels is over import' in (
+        import_report(tmp_path / "out")
+    )
+    # and with on_error: fail the stage names it and writes nothing
+    with pytest.raises(ImportFailed, match=r"BOMB.png: too large: 10000x10000"):
+        params = import_params()
+        import_dataset(params.data, params.import_, tmp_path / "none", root=tmp_path)
+    assert not (tmp_path / "none").exists()
+
+
+def write_csv(folder: Path, rows: list[str], encoding: str = "utf-8") -> None:
+    (folder / "labels.csv").write_bytes(("file,label\n" + "".join(rows)).encode(encoding))
+
+
+def csv_import(tmp_path: Path, **overrides) -> tuple[dict, str]:
+    params = import_params(labels="csv", csv="captchas/labels.csv", **overrides)
+    stats = import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
+    return stats, import_report(tmp_path / "out")
+
+
+def test_rows_and_links_that_lead_outside_the_folder_are_refused(folder: Path, tmp_path: Path):
+    # Given an image outside import.path, reached by a relative row, an absolute row
+    # and a symlink inside the folder: DVC tracks the folder, not what they point at
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(image_bytes("OUT1", "PNG"))
+    (folder / "LINK1.png").symlink_to(outside)
+    write_csv(
+        folder,
+        ["AB12.png,AB12\n", "../elsewhere.png,OUT1\n", f"{outside},OUT2\n", "LINK1.png,LINK\n"],
+    )
+    # When the CSV is imported, then only the file inside is, and each other row is named
+    stats, report = csv_import(tmp_path, on_error="skip")
+    assert (stats["imported"], stats["skipped"]) == (1, 3)
+    for row in (3, 4, 5):
+        assert f"row {row} (" in report
+    assert report.count("outside import.path") == 3
+    # and a folder of file-name labels leaves the symlink out the same way
+    params = import_params(on_error="skip")
+    import_dataset(params.data, params.import_, tmp_path / "named", root=tmp_path)
+    assert f"{folder / 'LINK1.png'},skipped,outside import.path" in import_report(
+        tmp_path / "named"
+    )
+
+
+def test_a_csv_with_a_byte_order_mark_is_read(folder: Path, tmp_path: Path):
+    # Given the CSV a spreadsheet saves as "CSV UTF-8": a byte-order mark first
+    write_csv(folder, ["AB12.png,AB12\n", "CD34.png,CD34\n"], encoding="utf-8-sig")
+    stats, _ = csv_import(tmp_path)
+    assert stats["imported"] == 2
+
+
+def test_a_csv_that_is_not_utf8_is_refused_with_what_to_do(folder: Path, tmp_path: Path):
+    write_csv(folder, ["AB12.png,AB12\n", "café.png,CAFE\n"], encoding="latin-1")
+    with pytest.raises(ImportFailed, match=r"labels.csv: not UTF-8 text .*CSV UTF-8"):
+        csv_import(tmp_path)
+
+
+def test_a_file_listed_twice_with_two_labels_is_refused_naming_both_rows(
+    folder: Path, tmp_path: Path
+):
+    write_csv(folder, ["AB12.png,AB12\n", "CD34.png,CD34\n", "AB12.png,AB13\n"])
+    stats, report = csv_import(tmp_path, on_error="skip")
+    assert (stats["imported"], stats["skipped"]) == (1, 2)
+    assert report.count("listed with two labels: 'AB12' (row 2") == 2
+    assert "'AB13' (row 4" in report
+
+
+def test_the_same_picture_under_two_names_is_refused_naming_the_first(folder: Path, tmp_path: Path):
+    # Given a copy of one captcha under another name: the split is drawn from the
+    # name, so the two could land in training and test
+    (folder / "AB12_3.png").write_bytes((folder / "AB12.png").read_bytes())
+    params = import_params(on_error="skip")
+    stats = import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
+    assert stats["skipped"] == 1
+    assert f"{folder / 'AB12_3.png'},skipped,the same picture as {folder / 'AB12.png'}" in (
+        import_report(tmp_path / "out")
+    )
+
+
+def test_a_label_longer_than_any_model_reads_is_refused_at_import(folder: Path, tmp_path: Path):
+    # Given a label of 200 characters, which no model here can be built for
+    long_label = "A" * 200
+    (folder / f"{long_label}.png").write_bytes(image_bytes("long", "PNG"))
+    with pytest.raises(ImportFailed, match="label of 200 characters is over the limit of 32"):
+        params = import_params()
+        import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
+
+
+def test_file_names_that_are_not_utf8_are_imported_or_reported(folder: Path, tmp_path: Path):
+    # Given names in latin-1 bytes, as an old archive leaves them: a folder, and a
+    # label whose byte is no symbol of any charset
+    (folder / os.fsdecode(b"caf\xe9")).mkdir()
+    (folder / os.fsdecode(b"caf\xe9") / "K7PX.png").write_bytes(image_bytes("K7PX", "PNG"))
+    (folder / os.fsdecode(b"K7P\xe9.png")).write_bytes(image_bytes("K7P?", "PNG"))
+    params = import_params(on_error="skip")
+    stats = import_dataset(params.data, params.import_, tmp_path / "out", root=tmp_path)
+    # Then the first is imported and the second skipped, each written with the byte
+    # escaped (the report and manifest are UTF-8)
+    assert (stats["imported"], stats["skipped"]) == (13, 1)
+    rows = read_manifest(tmp_path / "out")
+    assert any(row["original"].endswith("caf\\xe9/K7PX.png") for row in rows)
+    assert "K7P\\xe9.png,skipped,label" in import_report(tmp_path / "out")

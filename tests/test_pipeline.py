@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from captcha_ocr import tracking
+from captcha_ocr import paths, tracking
 from tests.conftest import REPO_ROOT, write_params
 
 pytestmark = pytest.mark.integration
@@ -151,9 +151,7 @@ def test_store_holds_one_finished_run_with_everything(project):
     runs = client.search_runs([experiment.experiment_id])
     assert [r.info.status for r in runs] == ["FINISHED"]
     run_ = runs[0]
-    assert (
-        run_.info.run_id == json.loads((root / "models" / tracking.RUN_FILE).read_text())["run_id"]
-    )
+    assert run_.info.run_id == json.loads((root / "models" / paths.RUN_FILE).read_text())["run_id"]
     assert run_.data.params["train.epochs"] == "2"
     assert run_.data.tags[tracking.TAG_GIT_COMMIT]  # the temporary repository's commit
     assert [m.step for m in client.get_metric_history(run_.info.run_id, "learning_rate")] == [1, 2]
@@ -242,7 +240,7 @@ def test_mlflow_ui_serves_the_run_its_metrics_and_artifacts(project):
     from tests.test_mlflow_server import running_server
 
     root, _ = project
-    run_id = json.loads((root / "models" / tracking.RUN_FILE).read_text())["run_id"]
+    run_id = json.loads((root / "models" / paths.RUN_FILE).read_text())["run_id"]
     store = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     with running_server("ui", store, root / "ui.log") as url:
 

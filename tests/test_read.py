@@ -12,7 +12,7 @@ import pytest
 
 from captcha_ocr import read
 from stages import evaluate, train
-from tests.conftest import write_params
+from tests.conftest import bomb_png, write_params
 from tests.test_train_evaluate import stage_args
 
 pytestmark = pytest.mark.integration
@@ -248,3 +248,67 @@ def test_bad_reading_options_are_refused_before_tensorflow_loads(tmp_path, capsy
             read.main([str(tmp_path), *options])
         assert stopped.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_bomb_among_files_is_named_and_the_others_still_read(
+    trained, tiny_dataset, tmp_path, capsys
+):
+    # Given a decompression bomb between two captchas, as the files to read
+    good = sorted((tiny_dataset["raw"] / "test").glob("*.png"))[:2]
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png(14_000, 14_000))
+    # When they are read
+    code = read.main(
+        [str(good[0]), str(bomb), str(good[1]), "--model", str(trained / "models" / "model.keras"),
+         "--data", str(tiny_dataset["tfrecords"])]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    # Then both captchas are read, and the bomb is named with the reason
+    assert code == 1
+    assert [Path(path).name for path in read_csv(captured.out).index] == [p.name for p in good]
+    assert f"{bomb}: too large" in captured.err
+
+
+@pytest.fixture(scope="module")
+def reader(trained):
+    """The registered reader of the module's trained run, as `mlflow models serve` loads it."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{trained / 'mlruns.db'}")
+    return mlflow.pyfunc.load_model("models:/captcha-ocr@champion")
+
+
+def test_the_reader_names_bad_rows_and_still_reads_the_good_ones(reader, tiny_dataset):
+    # Given a request of captchas, garbage, a bomb, text where bytes belong
+    captchas = [path.read_bytes() for path in sorted((tiny_dataset["raw"] / "test").glob("*.png"))]
+    rows = [captchas[0], b"GIF? no", bomb_png(10_000, 10_000), "a string", captchas[1]]
+    # When it is read
+    read_rows = reader.predict(pd.DataFrame({"image": rows}), params={"tta_shifts": 0})
+    # Then each bad row has its reason and an empty text, the good ones their reading
+    errors = read_rows["error"].tolist()
+    assert errors[0] == errors[4] == ""
+    assert errors[1].startswith("not an image")
+    assert errors[2].startswith("too large: 10000x10000 pixels")
+    assert errors[3] == "not image bytes but str"
+    assert read_rows["text"][1:4].tolist() == ["", "", ""]
+    alone = reader.predict(pd.DataFrame({"image": captchas[:2]}), params={"tta_shifts": 0})
+    assert read_rows["text"][[0, 4]].tolist() == alone["text"].tolist()
+
+
+def test_the_reader_bounds_what_one_request_costs(reader, tiny_dataset):
+    import mlflow
+
+    from captcha_ocr.mlflow_reader import MAX_ROWS
+
+    captcha = sorted((tiny_dataset["raw"] / "test").glob("*.png"))[0].read_bytes()
+    # Given a request of more rows than one request reads
+    read_rows = reader.predict(
+        pd.DataFrame({"image": [captcha] * (MAX_ROWS + 2)}), params={"tta_shifts": 0}
+    )
+    # Then the first MAX_ROWS are read and the rest named as not read
+    assert (read_rows["error"][:MAX_ROWS] == "").all()
+    assert read_rows["error"][MAX_ROWS:].str.contains(f"at most {MAX_ROWS} images").all()
+    # and settings past their bounds are refused, naming the setting
+    for params, name in (({"beam_width": 100_000}, "beam_width"), ({"tta_shifts": 99}, "tta")):
+        with pytest.raises(mlflow.exceptions.MlflowException, match=name):
+            reader.predict(pd.DataFrame({"image": [captcha]}), params=params)

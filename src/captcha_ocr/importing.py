@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-from PIL import Image, UnidentifiedImageError
 
 from captcha_ocr.atomic import atomic_dir
 from captcha_ocr.charsets import Charset
 from captcha_ocr.dataset_info import MANIFEST, SPLITS, RawInfo, write_manifest, write_raw_info
-from captcha_ocr.params import DataParams, ImportParams
+from captcha_ocr.images import ImageRefused, load_image, shown
+from captcha_ocr.params import MAX_LABEL_LENGTH, DataParams, ImportParams
 
 REPORT = "import_report.csv"
 # Files in the folder that are not samples: documentation and hidden files.
@@ -43,6 +41,12 @@ class ImportFailed(ValueError):
 class Candidate:
     path: Path
     label: str
+    row: int | None = None  # the CSV row it came from (the header is row 1)
+
+    @property
+    def name(self) -> str:
+        """How reports name it: the CSV row too, since its path may be what is wrong."""
+        return shown(self.path) if self.row is None else f"row {self.row} ({shown(self.path)})"
 
 
 @dataclass(frozen=True)
@@ -72,65 +76,91 @@ def candidates_from_filenames(folder: Path) -> list[Candidate]:
 
 
 def candidates_from_csv(csv_path: Path) -> list[Candidate]:
-    """Rows of `file,label` (a header row with those names); files relative to the CSV."""
-    with csv_path.open(newline="", encoding="utf-8") as stream:
-        reader = csv.DictReader(stream)
-        if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
-            raise ImportFailed(f"{csv_path}: needs a header with the columns file,label")
-        return [Candidate(csv_path.parent / row["file"], row["label"] or "") for row in reader]
-
-
-def load_image(source: Path | BinaryIO) -> tuple[bytes, tuple[int, int], str]:
-    """(PNG bytes, size, the format the content really has) of a file or a stream of
-    its bytes; ValueError with the reason."""
+    """Rows of `file,label` (a header row with those names); files relative to the CSV.
+    UTF-8, with or without the byte-order mark spreadsheets write ("CSV UTF-8")."""
     try:
-        with Image.open(source) as image:
-            image.load()  # decodes every pixel: a truncated file fails here
-            original_format = image.format or "unknown"
-            if image.mode in ("RGBA", "LA", "PA") or (
-                image.mode == "P" and "transparency" in image.info
-            ):
-                # Flatten transparency onto white: a transparent background would
-                # otherwise turn black in grayscale.
-                rgba = image.convert("RGBA")
-                flat = Image.new("RGB", rgba.size, "white")
-                flat.paste(rgba, mask=rgba.getchannel("A"))
-            else:
-                flat = image.convert("RGB")
-    except FileNotFoundError:
-        raise ValueError("listed but missing") from None
-    except UnidentifiedImageError:
-        raise ValueError("not an image (no known image format in its content)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"unreadable image: {error}") from None
-    buffer = io.BytesIO()
-    flat.save(buffer, format="PNG")
-    return buffer.getvalue(), flat.size, original_format
+        with csv_path.open(newline="", encoding="utf-8-sig") as stream:
+            reader = csv.DictReader(stream)
+            if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
+                found = ",".join(reader.fieldnames or [])
+                raise ImportFailed(
+                    f"{shown(csv_path)}: needs a header with the columns file,label "
+                    f"(its first line is {found!r})"
+                )
+            return [
+                Candidate(csv_path.parent / (row["file"] or ""), row["label"] or "", row=number)
+                for number, row in enumerate(reader, start=2)
+            ]
+    except UnicodeDecodeError as error:
+        raise ImportFailed(
+            f"{shown(csv_path)}: not UTF-8 text (byte {error.start}): save it as "
+            '"CSV UTF-8", or convert it, e.g. iconv -f latin1 -t utf-8'
+        ) from None
+    except csv.Error as error:
+        raise ImportFailed(f"{shown(csv_path)}: not a readable CSV: {error}") from None
 
 
 def validate(
-    candidates: list[Candidate], charset: Charset
-) -> tuple[list[Sample], list[tuple[Path, str]]]:
+    candidates: list[Candidate], charset: Charset, folder: Path, max_pixels: int
+) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """The samples that can be imported, and (name, reason) of every other candidate.
+
+    Besides each file's own faults: a file that resolves outside `folder` (a CSV row
+    like ../../x.png, an absolute path, a symlink out) is refused, as DVC does not
+    track it; so is a file listed twice with two labels, and a picture that repeats
+    one already taken, which would otherwise land in two splits and leak test
+    captchas into training."""
+    inside = folder.resolve()
     samples: list[Sample] = []
-    rejected: list[tuple[Path, str]] = []
+    rejected: list[tuple[str, str]] = []
+    labels_of: dict[Path, list[Candidate]] = {}
     for candidate in candidates:
+        labels_of.setdefault(candidate.path.resolve(), []).append(candidate)
+    taken_files: set[Path] = set()
+    taken_pictures: dict[str, Candidate] = {}
+    for candidate in candidates:
+        resolved = candidate.path.resolve()
         unknown = charset.unknown_symbols(candidate.label)
-        if not candidate.label:
-            rejected.append((candidate.path, "empty label"))
+        listings = labels_of[resolved]
+        reason = None
+        if not resolved.is_relative_to(inside):
+            reason = f"outside import.path ({shown(folder)}): DVC does not track it"
+        elif len({listed.label for listed in listings}) > 1:
+            reason = "listed with two labels: " + ", ".join(
+                f"{listed.label!r} ({listed.name})" for listed in listings
+            )
+        elif resolved in taken_files:
+            reason = f"listed again: {listings[0].name} already imports it"
+        elif not candidate.label:
+            reason = "empty label"
+        elif len(candidate.label) > MAX_LABEL_LENGTH:
+            reason = (
+                f"label of {len(candidate.label)} characters is over the limit of "
+                f"{MAX_LABEL_LENGTH}"
+            )
+        elif unknown:
+            reason = f"label {candidate.label!r} has symbols outside the charset: {unknown}"
+        if reason:
+            rejected.append((candidate.name, reason))
             continue
-        if unknown:
+        taken_files.add(resolved)
+        try:
+            png, size, original_format = load_image(candidate.path, max_pixels)
+        except ImageRefused as error:
+            rejected.append((candidate.name, str(error)))
+            continue
+        picture = hashlib.sha256(png).hexdigest()
+        if first := taken_pictures.get(picture):
             rejected.append(
                 (
-                    candidate.path,
-                    f"label {candidate.label!r} has symbols outside the charset: {unknown}",
+                    candidate.name,
+                    f"the same picture as {first.name} (labels {first.label!r} and "
+                    f"{candidate.label!r}): importing both could put one in training and "
+                    "the other in test",
                 )
             )
             continue
-        try:
-            png, size, original_format = load_image(candidate.path)
-        except ValueError as error:
-            rejected.append((candidate.path, str(error)))
-            continue
+        taken_pictures[picture] = candidate
         samples.append(Sample(candidate.path, candidate.label, png, size, original_format))
     return samples, rejected
 
@@ -143,7 +173,8 @@ def split_of(samples: list[Sample], folder: Path, seed: int, params: ImportParam
     def position(sample: Sample) -> float:
         path = sample.path
         relative = path.relative_to(folder) if path.is_relative_to(folder) else path
-        digest = hashlib.sha256(f"{seed}:{relative.as_posix()}".encode()).digest()
+        # fsencode: the name's own bytes, also when they are not UTF-8
+        digest = hashlib.sha256(f"{seed}:".encode() + os.fsencode(relative.as_posix())).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
 
     positions = [position(sample) for sample in samples]
@@ -182,29 +213,35 @@ def import_dataset(
     charset = Charset(data.symbols)
     root = root or Path.cwd()
     folder = root / params.path
+    inside = folder
     if not data.uses_imported:
         candidates: list[Candidate] = []
     elif params.labels == "csv":
         csv_path = root / str(params.csv)
         if not csv_path.is_file():
-            raise ImportFailed(f"import.csv: {csv_path} does not exist")
+            raise ImportFailed(f"import.csv: {shown(csv_path)} does not exist")
+        if not csv_path.resolve().is_relative_to(folder.resolve()):
+            raise ImportFailed(
+                f"import.csv: {shown(csv_path)} is outside import.path ({shown(folder)}); "
+                "keep it in that folder, which DVC tracks"
+            )
         candidates = candidates_from_csv(csv_path)
         folder = csv_path.parent
     else:
         if not folder.is_dir():
-            raise ImportFailed(f"import.path: {folder} is not a folder")
+            raise ImportFailed(f"import.path: {shown(folder)} is not a folder")
         candidates = candidates_from_filenames(folder)
 
-    samples, rejected = validate(candidates, charset)
+    samples, rejected = validate(candidates, charset, inside, params.max_image_pixels)
     if rejected and params.on_error == "fail":
-        lines = "\n".join(f"  {path}: {reason}" for path, reason in rejected)
+        lines = "\n".join(f"  {name}: {reason}" for name, reason in rejected)
         raise ImportFailed(
             f"{len(rejected)} of {len(candidates)} files cannot be imported "
             f"(set import.on_error: skip to leave them out):\n{lines}"
             f"{charset_hint(candidates, charset)}"
         )
     if data.uses_imported and not samples:
-        raise ImportFailed(f"import.path: no usable images in {folder}")
+        raise ImportFailed(f"import.path: no usable images in {shown(folder)}")
 
     splits = split_of(samples, folder, data.seed, params)
     rows = []
@@ -224,7 +261,7 @@ def import_dataset(
                     "length": len(sample.label),
                     "font": "",
                     "source": "imported",
-                    "original": sample.path.as_posix(),
+                    "original": shown(sample.path.as_posix()),
                 }
             )
         write_manifest(scratch / MANIFEST, rows)
@@ -253,11 +290,11 @@ def _most_common_size(samples: list[Sample]) -> tuple[int, int]:
     return Counter(sample.size for sample in samples).most_common(1)[0][0]
 
 
-def _write_report(path: Path, samples: list[Sample], rejected: list[tuple[Path, str]]) -> None:
+def _write_report(path: Path, samples: list[Sample], rejected: list[tuple[str, str]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(["file", "status", "detail"])
         for sample in samples:
-            writer.writerow([sample.path.as_posix(), "imported", sample.original_format])
-        for bad, reason in rejected:
-            writer.writerow([bad.as_posix(), "skipped", reason])
+            writer.writerow([shown(sample.path.as_posix()), "imported", sample.original_format])
+        for name, reason in rejected:
+            writer.writerow([name, "skipped", reason])

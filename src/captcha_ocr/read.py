@@ -2,14 +2,14 @@
 
     python -m captcha_ocr.read path/to/captcha.png more/captchas/ > readings.csv
 
-Images are prepared as the pipeline prepares its own (importing.load_image reads
+Images are prepared as the pipeline prepares its own (images.load_image reads
 any format Pillow knows and flattens transparency onto white; data.decode_image
 resizes to the model's input), so a model reads a file exactly as it read its
 test split. The charset comes from the data the model was trained on
 (data/tfrecords/data_info.json), as in evaluate, and the decoder and test-time
 shifts from params.yaml's evaluate section unless given. A file that is not a readable
-image is reported on stderr with its path and reason; the others are still read,
-and the exit status is then 1.
+image, or larger than import.max_image_pixels, is reported on stderr with its path
+and reason; the others are still read, and the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from captcha_ocr.importing import load_image, sample_files
-from captcha_ocr.params import EvaluateParams, ParamsError, load_params
+from captcha_ocr.images import DEFAULT_MAX_PIXELS, ImageRefused, load_image, shown
+from captcha_ocr.importing import sample_files
+from captcha_ocr.params import EvaluateParams, Params, ParamsError, load_params
+from captcha_ocr.paths import MODEL_DIR, MODEL_FILE, PARAMS_FILE, TFRECORD_DIR
 
 if TYPE_CHECKING:
     import keras
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from captcha_ocr.data import InputSpec
     from captcha_ocr.prediction import Predictions
 
-DEFAULT_PARAMS = Path("params.yaml")
+DEFAULT_PARAMS = PARAMS_FILE
 
 
 def image_paths(targets: list[Path]) -> Iterator[Path]:
@@ -50,7 +52,7 @@ def image_paths(targets: list[Path]) -> Iterator[Path]:
 
 
 def prepare(
-    paths: Iterable[Path], spec: InputSpec
+    paths: Iterable[Path], spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[list[Path], np.ndarray, list[tuple[Path, str]]]:
     """(the readable paths, their images as the model takes them, (path, reason) of the
     others)."""
@@ -59,8 +61,8 @@ def prepare(
     failures: list[tuple[Path, str]] = []
     for path in paths:
         try:
-            png, _, _ = load_image(path)
-        except ValueError as error:
+            png, _, _ = load_image(path, max_pixels)
+        except ImageRefused as error:
             failures.append((path, str(error)))
             continue
         readable.append(path)
@@ -103,19 +105,25 @@ def read_texts(
     )
 
 
-def reading_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> EvaluateParams:
-    """The decoder and shifts: the options given, else the params file's evaluate
-    section, else the schema's defaults when the default params.yaml is absent."""
-    from pydantic import ValidationError
-
-    settings = EvaluateParams()
-    if args.params.is_file():
+def reading_params(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Params:
+    """The params file, or the schema's defaults when the default params.yaml is absent."""
+    if args.params.exists():
         try:
-            settings = load_params(args.params).evaluate
+            return load_params(args.params)
         except ParamsError as error:
             parser.error(str(error))
-    elif args.params != DEFAULT_PARAMS:
+    if args.params != DEFAULT_PARAMS:
         parser.error(f"params {args.params} not found")
+    return Params()
+
+
+def reading_settings(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, params: Params
+) -> EvaluateParams:
+    """The decoder and shifts: the options given, else the params' evaluate section."""
+    from pydantic import ValidationError
+
+    settings = params.evaluate
     given = {
         "decoder": args.decoder,
         "beam_width": args.beam_width,
@@ -138,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files or folders")
-    parser.add_argument("--model", type=Path, default=Path("models/model.keras"))
+    parser.add_argument("--model", type=Path, default=MODEL_DIR / MODEL_FILE)
     parser.add_argument(
         "--data",
         type=Path,
-        default=Path("data/tfrecords"),
+        default=TFRECORD_DIR,
         help="the TFRecord folder the model was trained on (for its charset)",
     )
     parser.add_argument(
@@ -162,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         "likeliest text (evaluate.tta_shifts); 0: one read",
     )
     args = parser.parse_args(argv)
-    settings = reading_settings(args, parser)
+    params = reading_params(args, parser)
+    settings = reading_settings(args, parser, params)
 
     # Before TensorFlow's import: a wrong path fails in a second, not in five.
     for path, what in ((args.model, "model"), (args.data / "data_info.json", "data info")):
@@ -189,16 +198,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = model_input_spec(model, max_length=1)  # max_length: unused when reading
 
-    readable, images, failures = prepare(image_paths(args.images), spec)
+    readable, images, failures = prepare(
+        image_paths(args.images), spec, params.import_.max_image_pixels
+    )
     for path, reason in failures:
-        print(f"{path}: {reason}", file=sys.stderr)
+        print(f"{shown(path)}: {reason}", file=sys.stderr)
     predictions = read_texts(model, images, charset, settings)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["path", "text", "confidence"])
     for path, text, confidence in zip(
         readable, predictions.texts, predictions.confidence, strict=True
     ):
-        writer.writerow([str(path), text, f"{confidence:.4g}"])
+        writer.writerow([shown(path), text, f"{confidence:.4g}"])
     if failures:
         print(f"{len(failures)} file(s) could not be read (listed above)", file=sys.stderr)
     return 1 if failures else 0

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from captcha_ocr.params import load_params_or_exit
-from captcha_ocr.tracking import RUN_FILE, resolve_tracking
+from captcha_ocr.paths import MODEL_DIR, RUN_FILE
+from captcha_ocr.tracking import resolve_tracking
 
 
 def _load(path: Path) -> dict:
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params_or_exit(args.params)
     evaluated = _load(Path("metrics/evaluate.json"))
     trained = _load(Path("metrics/train.json"))
-    run = _load(Path("models") / RUN_FILE)
+    run = _load(MODEL_DIR / RUN_FILE)
     uri, _ = resolve_tracking(params.mlflow)
     if not evaluated:
         print("No metrics yet: run `make repro`.")
