@@ -15,7 +15,7 @@ from PIL import Image
 from captcha_ocr import generate
 from captcha_ocr.dataset_info import MANIFEST, read_manifest, read_raw_info
 from captcha_ocr.generate import CaptchaDrawer, CaptchaSpec, generate_dataset, image_rng
-from captcha_ocr.params import Params, parse_params
+from captcha_ocr.params import Params, ParamsError, parse_params
 from tests.conftest import merge, tiny_params
 
 
@@ -102,11 +102,21 @@ def test_fonts_are_chosen_per_image_and_recorded(tmp_path: Path):
 
 
 def test_a_font_without_the_charset_glyphs_is_refused_before_any_work(tmp_path: Path):
-    params = params_with({"fonts": ["STIXSizOneSymReg"]})
-    with pytest.raises(ValueError, match=r"font 'STIXSizOneSymReg' has no glyph for \['0'"):
-        run_generate(params, tmp_path / "raw")
+    # Given fonts that cannot draw the charset or do not exist, when the params are
+    # read (every stage reads them first), then they are refused naming the key.
+    with pytest.raises(
+        ParamsError, match=r"generate.fonts: font 'STIXSizOneSymReg' has no glyph for \['0'"
+    ):
+        params_with({"fonts": ["STIXSizOneSymReg"]})
+    with pytest.raises(
+        ParamsError, match=r"generate.fonts: .*neither a file nor one of the bundled"
+    ):
+        params_with({"fonts": ["NoSuchFont"]})
+    # The stage's own check stays for params built another way.
+    params = params_with()
+    fonts_unchecked = params.generate.model_copy(update={"fonts": ("NoSuchFont",)})
     with pytest.raises(ValueError, match="neither a file nor one of the bundled fonts"):
-        run_generate(params_with({"fonts": ["NoSuchFont"]}), tmp_path / "raw")
+        generate_dataset(params.data, fonts_unchecked, tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
 
 

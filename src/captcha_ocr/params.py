@@ -8,6 +8,7 @@ params.yaml (`train.learning_rate: Input should be greater than 0`).
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,27 +18,62 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from captcha_ocr import charsets
+from captcha_ocr.images import DEFAULT_MAX_PIXELS
+
+# The longest label anything here generates or imports: a CTC model needs about
+# twice as many time steps as characters, and 32 already needs an input 520 px wide.
+MAX_LABEL_LENGTH = 32
+# Seeds go to NumPy and TensorFlow, which take 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+# The metrics an epoch's logs hold, which the callbacks can watch.
+Monitor = Literal["loss", "val_loss", "val_sequence_accuracy", "val_character_accuracy"]
 
 
 class ParamsError(ValueError):
     """params.yaml is missing, unreadable, or does not match the schema."""
 
 
+def _allows_bool(annotation: Any) -> bool:
+    if annotation is bool:
+        return True
+    return any(_allows_bool(inner) for inner in typing.get_args(annotation))
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return any(_holds_bool(item) for item in value)
+    return isinstance(value, bool)
+
+
 class Section(BaseModel):
     # frozen: a stage cannot quietly change a knob after it was logged.
     # extra="forbid": a typo is an error, not a silently ignored key.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: .inf or .nan is never a setting; it trains to NaN.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, raw: Any) -> Any:
+        # Pydantic reads `epochs: true` as 1; YAML's true where a number belongs is a slip.
+        if isinstance(raw, dict):
+            for name, field in cls.model_fields.items():
+                value = raw.get(field.alias or name)
+                if _holds_bool(value) and not _allows_bool(field.annotation):
+                    raise ValueError(f"{field.alias or name}: {value!r} is not a number")
+        return raw
 
 
 class SplitCounts(Section):
-    train: int = Field(80_000, ge=1)
-    val: int = Field(2_000, ge=1)
-    test: int = Field(5_000, ge=1)
+    # Upper bounds: a typo of a few zeros should not fill the disk for hours.
+    train: int = Field(80_000, ge=1, le=10_000_000)
+    val: int = Field(2_000, ge=1, le=1_000_000)
+    test: int = Field(5_000, ge=1, le=1_000_000)
 
 
 class OversampleParams(Section):
@@ -51,7 +87,7 @@ class OversampleParams(Section):
     """
 
     symbols: str = Field("", description="e.g. 0O; empty = off")
-    factor: float = Field(4.0, gt=0, allow_inf_nan=False)
+    factor: float = Field(4.0, gt=0, le=1000)
     doubled: float = Field(
         0.1,
         ge=0,
@@ -79,6 +115,12 @@ class OversampleParams(Section):
 Range = tuple[float, float]
 
 
+def _check_widths(name: str, widths: tuple[int, ...]) -> None:
+    """Layer widths: one entry per layer, each 1..4096 (far past what a CPU trains)."""
+    if not widths or len(widths) > 16 or not all(1 <= width <= 4096 for width in widths):
+        raise ValueError(f"{name}: needs 1 to 16 entries, each 1..4096")
+
+
 def _check_range(name: str, value: tuple[float, float]) -> None:
     if value[0] > value[1]:
         raise ValueError(f"{name}: the first bound must not exceed the second ({list(value)})")
@@ -96,7 +138,9 @@ class DataParams(Section):
     custom_charset: str | None = Field(
         None, description="the symbols themselves, used when charset is `custom`"
     )
-    seed: int = Field(42, description="draws the generated captchas and splits imported ones")
+    seed: int = Field(
+        42, ge=0, le=MAX_SEED, description="draws the generated captchas and splits imported ones"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DataParams:
@@ -123,8 +167,8 @@ class DataParams(Section):
 class GenerateParams(Section):
     """Synthetic captchas from the `captcha` package; its drawing knobs are exposed."""
 
-    min_length: int = Field(4, ge=1, le=32)
-    max_length: int = Field(4, ge=1, le=32)
+    min_length: int = Field(4, ge=1, le=MAX_LABEL_LENGTH)
+    max_length: int = Field(4, ge=1, le=MAX_LABEL_LENGTH)
     # Only the train split: a model trained on one length reads others badly
     # (README, Data: "Lengths"); val and test keep min..max, the task being scored.
     train_lengths: tuple[int, int] | None = Field(
@@ -136,7 +180,7 @@ class GenerateParams(Section):
         ("DroidSansMono",),
         description="names (DroidSansMono, or a DejaVu/STIX font matplotlib ships) or .ttf paths",
     )
-    font_sizes: tuple[int, ...] = (42, 50, 56)
+    font_sizes: tuple[int, ...] = Field((42, 50, 56), description="px, each 4..512")
     rotation: Range = Field((-30.0, 30.0), description="degrees, per character")
     # As captcha 0.7.1 uses them (README, Data): corners move by up to
     # (hi - lo) * size + lo pixels, and the margins are cropped away with the glyph.
@@ -148,12 +192,12 @@ class GenerateParams(Section):
         0.5, ge=0.0, le=1.0, description="chance of a gap before a glyph"
     )
     overlap: float = Field(0.25, ge=0.0, lt=1.0, description="glyphs overlap up to this share")
-    noise_dots: int = Field(30, ge=0)
-    noise_dot_width: int = Field(3, ge=1)
-    noise_curves: int = Field(1, ge=0)
+    noise_dots: int = Field(30, ge=0, le=10_000)
+    noise_dot_width: int = Field(3, ge=1, le=64)
+    noise_curves: int = Field(1, ge=0, le=100)
     oversample: OversampleParams = OversampleParams()
     splits: SplitCounts = SplitCounts()
-    workers: int = Field(0, ge=0, description="processes; 0 = all cores")
+    workers: int = Field(0, ge=0, le=256, description="processes; 0 = all cores")
 
     @model_validator(mode="after")
     def _check(self) -> GenerateParams:
@@ -161,9 +205,9 @@ class GenerateParams(Section):
             raise ValueError(f"max_length: must be >= min_length ({self.min_length})")
         if self.train_lengths is not None:
             shortest, longest = self.train_lengths
-            if not 1 <= shortest <= longest <= 32:
+            if not 1 <= shortest <= longest <= MAX_LABEL_LENGTH:
                 raise ValueError(
-                    "train_lengths: needs 1 <= shortest <= longest <= 32, got "
+                    f"train_lengths: needs 1 <= shortest <= longest <= {MAX_LABEL_LENGTH}, got "
                     f"{list(self.train_lengths)}"
                 )
             if shortest > self.min_length or longest < self.max_length:
@@ -175,13 +219,18 @@ class GenerateParams(Section):
                 )
         if not self.fonts:
             raise ValueError("fonts: needs at least one font")
-        if not self.font_sizes or min(self.font_sizes) < 4:
-            raise ValueError("font_sizes: needs at least one size, each >= 4")
+        if not self.font_sizes or not all(4 <= size <= 512 for size in self.font_sizes):
+            raise ValueError("font_sizes: needs at least one size, each 4..512")
         for name in ("rotation", "warp_x", "warp_y", "offset_x", "offset_y"):
             _check_range(name, getattr(self, name))
-        for name in ("offset_x", "offset_y"):
-            if min(getattr(self, name)) < 0:
-                raise ValueError(f"{name}: offsets must be >= 0")
+        if max(map(abs, self.rotation)) > 180:
+            raise ValueError("rotation: degrees must lie in -180..180")
+        for name in ("warp_x", "warp_y"):
+            if not all(0 <= bound <= 1 for bound in getattr(self, name)):
+                raise ValueError(f"{name}: bounds must lie in 0..1")
+        for name, size in (("offset_x", self.image_width), ("offset_y", self.image_height)):
+            if not all(0 <= bound <= size for bound in getattr(self, name)):
+                raise ValueError(f"{name}: offsets must lie in 0..{size} (the image's size)")
         return self
 
     def lengths(self, split: str) -> tuple[int, int]:
@@ -206,6 +255,13 @@ class ImportParams(Section):
     on_error: Literal["fail", "skip"] = Field(
         "fail", description="fail: report every bad file and stop; skip: leave them out"
     )
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        le=100_000_000,
+        description="a larger image is refused from its header, before it is decoded "
+        "(import, read and the served reader)",
+    )
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
 
@@ -219,7 +275,7 @@ class ImportParams(Section):
 
 
 class TFRecordParams(Section):
-    shard_size: int = Field(5_000, ge=1, description="examples per shard")
+    shard_size: int = Field(5_000, ge=1, le=1_000_000, description="examples per shard")
     compression: Literal["none", "gzip"] = "none"
 
 
@@ -227,7 +283,10 @@ class CRNNParams(Section):
     """Conv blocks read left to right as a sequence, then bidirectional RNNs and CTC."""
 
     stem_filters: int = Field(
-        0, ge=0, description="a stride-2 3x3 conv before the blocks: learned downsampling; 0 = none"
+        0,
+        ge=0,
+        le=4096,
+        description="a stride-2 3x3 conv before the blocks: learned downsampling; 0 = none",
     )
     conv_filters: tuple[int, ...] = (16, 32, 64, 64)
     # 3x3 convs per block: one number for every block, or one entry per block.
@@ -244,13 +303,12 @@ class CRNNParams(Section):
     # Each time step's features (rows left x filters: 2 x 64 at the default's 32 rows)
     # are projected to this many before the RNNs; 128 keeps them all, and read more
     # test captchas than 64 at each of three seeds, 0.4 points on average (bench/README.md).
-    dense_units: int = Field(128, ge=1)
+    dense_units: int = Field(128, ge=1, le=65_536)
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> CRNNParams:
-        if not self.conv_filters or any(filters < 1 for filters in self.conv_filters):
-            raise ValueError("conv_filters: needs at least one entry, each >= 1")
+        _check_widths("conv_filters", self.conv_filters)
         if len(self.pool_widths) != len(self.conv_filters):
             raise ValueError("pool_widths: needs one entry per conv_filters entry")
         if len(self.block_convs) != len(self.conv_filters):
@@ -259,9 +317,18 @@ class CRNNParams(Section):
             raise ValueError("convs_per_block: must be >= 1")
         if any(width not in (1, 2) for width in self.pool_widths):
             raise ValueError("pool_widths: entries must be 1 or 2")
-        if not self.rnn_units or any(units < 1 for units in self.rnn_units):
-            raise ValueError("rnn_units: needs at least one entry, each >= 1")
+        if any(convs > 16 for convs in self.block_convs):
+            raise ValueError("convs_per_block: at most 16")
+        _check_widths("rnn_units", self.rnn_units)
         return self
+
+    def time_steps(self, input_width: int) -> int:
+        """The CTC time steps an input this wide leaves: the stem and the width pools
+        each divide it."""
+        steps = input_width // 2 if self.stem_filters else input_width
+        for pool_width in self.pool_widths:
+            steps //= pool_width
+        return steps
 
     @property
     def block_convs(self) -> tuple[int, ...]:
@@ -275,14 +342,15 @@ class CNNMultiheadParams(Section):
     """Blocks of 3x3 convolutions (+ BatchNorm) and max-pooling, then a head per position."""
 
     conv_filters: tuple[int, ...] = (32, 64, 128, 256)
-    convs_per_block: int = Field(2, ge=1)
-    dense_units: int = Field(256, ge=0, description="0: the heads read the flattened map")
+    convs_per_block: int = Field(2, ge=1, le=16)
+    dense_units: int = Field(
+        256, ge=0, le=65_536, description="0: the heads read the flattened map"
+    )
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> CNNMultiheadParams:
-        if not self.conv_filters or any(filters < 1 for filters in self.conv_filters):
-            raise ValueError("conv_filters: needs at least one entry, each >= 1")
+        _check_widths("conv_filters", self.conv_filters)
         return self
 
 
@@ -304,8 +372,8 @@ MULTIHEAD_ARCHS = ("cnn_multihead", "vgg_multihead", "resnet50_multihead")
 class ModelParams(Section):
     arch: Literal["crnn_ctc", "cnn_multihead", "vgg_multihead", "resnet50_multihead"] = "crnn_ctc"
     # The input every architecture sees; images are resized to it when read.
-    input_width: int | None = Field(128, ge=16, description="None: the data's width")
-    input_height: int | None = Field(32, ge=16, description="None: the data's height")
+    input_width: int | None = Field(128, ge=16, le=2048, description="None: the data's width")
+    input_height: int | None = Field(32, ge=16, le=2048, description="None: the data's height")
     channels: Literal[1, 3] = Field(1, description="1 = grayscale")
     crnn_ctc: CRNNParams = CRNNParams()
     cnn_multihead: CNNMultiheadParams = CNNMultiheadParams()
@@ -315,22 +383,22 @@ class ModelParams(Section):
 
 class EarlyStoppingParams(Section):
     enabled: bool = True
-    monitor: str = "val_loss"
-    patience: int = Field(3, ge=0)
-    min_delta: float = Field(0.0, ge=0.0)
+    monitor: Monitor = "val_loss"
+    patience: int = Field(3, ge=0, le=10_000)
+    min_delta: float = Field(0.0, ge=0.0, le=10.0)
     restore_best_weights: bool = True
 
 
 class ReduceLROnPlateauParams(Section):
     enabled: bool = True
-    monitor: str = "val_loss"
+    monitor: Monitor = "val_loss"
     factor: float = Field(0.5, gt=0.0, lt=1.0)
-    patience: int = Field(2, ge=0)
+    patience: int = Field(2, ge=0, le=10_000)
     min_lr: float = Field(1.0e-5, ge=0.0)
 
 
 class CheckpointParams(Section):
-    monitor: str = "val_loss"
+    monitor: Monitor = "val_loss"
 
 
 class AugmentParams(Section):
@@ -347,30 +415,31 @@ class AugmentParams(Section):
 
 
 class TrainParams(Section):
-    seed: int = 1234
+    seed: int = Field(1234, ge=0, le=MAX_SEED)
     deterministic: bool = Field(
         True,
         description="TensorFlow op determinism: the same params, data and machine train "
         "the same weights run after run",
     )
-    epochs: int = Field(4, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(4, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1, le=65_536)
     min_steps_per_epoch: int = Field(
         600,
         ge=0,
+        le=10_000_000,
         description="an epoch goes through a smaller training split several times, to make "
         "at least this many optimizer steps (a small set of one's own captchas); 0 = once",
     )
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(2.0e-3, gt=0.0, description="the peak rate with warmup")
+    learning_rate: float = Field(2.0e-3, gt=0.0, le=10.0, description="the peak rate with warmup")
     lr_schedule: Literal["constant", "cosine"] = Field(
         "cosine", description="constant or cosine decay to 1%; ReduceLROnPlateau lowers either"
     )
     warmup_epochs: float = Field(0.3, ge=0.0, description="linear warmup, cosine schedule only")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
-    weight_decay: float = Field(0.0, ge=0.0, description="adamw only")
-    clipnorm: float | None = Field(None, gt=0.0)
-    shuffle_buffer: int = Field(10_000, ge=1)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="adamw only")
+    clipnorm: float | None = Field(None, gt=0.0, le=1000.0)
+    shuffle_buffer: int = Field(10_000, ge=1, le=10_000_000)
     cache: bool = Field(True, description="keep decoded images in memory after epoch 1")
     resume: bool = Field(True, description="continue an interrupted run from its last epoch")
     augment: AugmentParams = AugmentParams()
@@ -384,13 +453,19 @@ class TrainParams(Section):
             raise ValueError("warmup_epochs: only the cosine schedule warms up")
         if self.warmup_epochs >= self.epochs:
             raise ValueError("warmup_epochs: must be shorter than epochs")
+        if self.reduce_lr.enabled and self.reduce_lr.min_lr >= self.learning_rate:
+            # Keras would raise the rate to this floor at the first reduction.
+            raise ValueError(
+                f"reduce_lr.min_lr: must be below learning_rate ({self.learning_rate})"
+            )
         return self
 
 
 class EvaluateParams(Section):
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1, le=65_536)
     decoder: Literal["greedy", "beam_search"] = "greedy"
-    beam_width: int = Field(10, ge=1)
+    # Beam search's time and memory grow with the width; past ~100 it buys nothing here.
+    beam_width: int = Field(10, ge=1, le=100)
     tta_shifts: int = Field(
         2,
         ge=0,
@@ -416,7 +491,9 @@ class MLflowParams(Section):
 
 class Params(Section):
     # populate_by_name: the `import` section is `import_` in Python.
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True
+    )
 
     data: DataParams = DataParams()
     generate: GenerateParams = GenerateParams()
@@ -428,7 +505,9 @@ class Params(Section):
     mlflow: MLflowParams = MLflowParams()
 
     @model_validator(mode="after")
-    def _check(self) -> Params:
+    def _check(self, info: ValidationInfo) -> Params:
+        # Relative paths (fonts, weights) start at the project: the params file's folder.
+        root = Path((info.context or {}).get("root") or Path.cwd())
         unknown = sorted(set(self.generate.oversample.symbols) - set(self.data.symbols))
         if unknown:
             raise ValueError(
@@ -450,17 +529,70 @@ class Params(Section):
                     f"generate.train_lengths: {one_length} {shortest}-{longest}: "
                     "set it to null, or use crnn_ctc"
                 )
+        if self.model.arch == "crnn_ctc" and self.data.uses_generated:
+            self._check_crnn_fits(max(generated.lengths("train")[1], generated.max_length))
+        weights = self.model.resnet50_multihead.weights
+        if self.model.arch == "resnet50_multihead" and weights:
+            if not (root / weights).is_file():
+                raise ValueError(f"model.resnet50_multihead.weights: {weights} is not a file")
+            if self.model.channels != 3:
+                raise ValueError("model.channels: pretrained ResNet50 weights need 3 (RGB)")
+        if self.data.uses_generated:
+            from captcha_ocr import fonts  # here: it reads font files, only when generating
+
+            try:
+                fonts.resolve_all(generated.fonts, self.data.symbols, root)
+            except ValueError as error:
+                raise ValueError(f"generate.fonts: {error}") from None
         return self
 
+    def _check_crnn_fits(self, longest: int) -> None:
+        """CTC puts a blank between repeated characters, so L characters need up to
+        2L + 1 time steps; caught here, not after minutes of generating."""
+        crnn = self.model.crnn_ctc
+        width = self.model.input_width or self.generate.image_width
+        height = self.model.input_height or self.generate.image_height
+        steps, needed = crnn.time_steps(width), 2 * longest + 1
+        if steps < needed:
+            raise ValueError(
+                f"model.crnn_ctc.pool_widths: {list(crnn.pool_widths)} leaves {steps} time "
+                f"steps for input width {width}, but labels of {longest} characters need at "
+                f"least {needed}; pool less along the width or widen the input"
+            )
+        if height >> (len(crnn.conv_filters) + bool(crnn.stem_filters)) < 1:
+            raise ValueError(
+                f"model.crnn_ctc.conv_filters: {len(crnn.conv_filters)} blocks each halve the "
+                f"height, too many for input height {height}"
+            )
 
-_FIELD_MESSAGE = re.compile(r"^(?P<field>[a-z_.]+): (?P<message>.*)$", re.DOTALL)
+
+_FIELD_MESSAGE = re.compile(r"^(?P<field>[a-z0-9_.]+): (?P<message>.*)$", re.DOTALL)
+
+
+def _dotted_key(loc: tuple[int | str, ...]) -> list[str]:
+    """The parts of an error's location as written in params.yaml: fields (by alias),
+    list positions and unknown keys, without the type names pydantic adds for each
+    member of a union (`convs_per_block.int`)."""
+    parts: list[str] = []
+    model: type[BaseModel] | None = Params
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(str(part))
+            continue
+        if model is None:
+            continue  # inside a plain field: a union member's type name
+        fields = {field.alias or name: field for name, field in model.model_fields.items()}
+        parts.append(part)
+        annotation = fields[part].annotation if part in fields else None
+        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        model = annotation if is_model else None
+    return parts
 
 
 def _format_errors(error: ValidationError) -> str:
     lines = []
     for detail in error.errors():
-        # loc holds the path as written in params.yaml.
-        parts = [str(part) for part in detail["loc"]]
+        parts = _dotted_key(detail["loc"])
         message = detail["msg"].removeprefix("Value error, ")
         # A check across fields runs on the section; its message starts with
         # the field it blames, which completes the dotted key.
@@ -471,27 +603,60 @@ def _format_errors(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
-    """Validate a params mapping; raise ParamsError naming every bad dotted key."""
+def parse_params(
+    raw: dict[str, Any] | None, source: str = "params", root: Path | None = None
+) -> Params:
+    """Validate a params mapping; raise ParamsError naming every bad dotted key.
+    root: where relative font and weights paths start (default: the working folder)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        return Params.model_validate(raw, context={"root": root})
     except ValidationError as error:
         raise ParamsError(f"invalid {source}:\n{_format_errors(error)}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping: plain YAML keeps the last,
+    so a section pasted twice would silently replace the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{key!r} is given twice (lines {seen[key]} and "
+                    f"{key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: builds plain data only
     except FileNotFoundError:
         raise ParamsError(f"{path}: no such params file") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path}: is a folder, not a params file") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path}: not UTF-8 text (a binary file?)") from None
+    except OSError as error:
+        raise ParamsError(f"{path}: cannot be read: {error.strerror}") from None
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from None
-    return parse_params(raw, source=str(path))
+    if raw is None:
+        # An empty file would silently mean every default: 87,000 captchas and an hour.
+        raise ParamsError(f"{path}: is empty; copy the project's params.yaml and edit it")
+    return parse_params(raw, source=str(path), root=path.resolve().parent)
 
 
 def load_params_or_exit(path: Path | str = "params.yaml") -> Params:

@@ -15,10 +15,7 @@ from captcha_ocr.params import CRNNParams
 
 
 def time_steps(spec: InputSpec, params: CRNNParams) -> int:
-    steps = spec.width // 2 if params.stem_filters else spec.width
-    for pool_width in params.pool_widths:
-        steps //= pool_width
-    return steps
+    return params.time_steps(spec.width)
 
 
 def check_fits(spec: InputSpec, params: CRNNParams) -> None:
