@@ -18,9 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = load_params_or_exit(args.params)  # before TensorFlow's import: a bad key fails fast
 
+    from captcha_ocr.dataset_info import DataCorrupted
     from captcha_ocr.evaluation import EvaluateOutputs, evaluate
+    from captcha_ocr.tracking import TrackingUnavailable
 
-    evaluate(params, args.data, args.model_dir, EvaluateOutputs(args.metrics, args.plots))
+    try:
+        evaluate(params, args.data, args.model_dir, EvaluateOutputs(args.metrics, args.plots))
+    except (TrackingUnavailable, DataCorrupted) as error:
+        raise SystemExit(f"evaluate: error: {error}") from None
     return 0
 
 

@@ -25,11 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = load_params_or_exit(args.params)  # before TensorFlow's import: a bad key fails fast
 
-    from captcha_ocr.training import TrainOutputs, train
+    from captcha_ocr.dataset_info import DataCorrupted
+    from captcha_ocr.tracking import TrackingUnavailable
+    from captcha_ocr.training import TrainingDiverged, TrainOutputs, train
 
     outputs = TrainOutputs(args.model_dir, args.metrics, args.history, args.checkpoints)
     try:
         train(params, args.data, outputs)
+    except (TrainingDiverged, TrackingUnavailable, DataCorrupted) as error:
+        raise SystemExit(f"train: error: {error}") from None
     except KeyboardInterrupt:
         print(
             f"train: interrupted; run it again to resume after the last finished epoch "

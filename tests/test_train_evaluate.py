@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import keras
 import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from captcha_ocr import tracking
-from captcha_ocr.data import stored_images
-from captcha_ocr.dataset_info import read_data_info
-from captcha_ocr.params import MLflowParams
+from captcha_ocr import paths, tracking
+from captcha_ocr.checkpoints import Checkpoints
+from captcha_ocr.data import input_spec, stored_images
+from captcha_ocr.dataset_info import hash_files, read_data_info
+from captcha_ocr.models import build_model
+from captcha_ocr.params import MLflowParams, parse_params
+from captcha_ocr.training import TrainingDiverged, fit
 from stages import evaluate, train
-from tests.conftest import REPO_ROOT, write_params
+from tests.conftest import REPO_ROOT, tiny_params, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +77,7 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow,
     warning = capsys.readouterr().err
     assert "optimizer steps in all" in warning and "Raise train.epochs" in warning, warning
     # Then it wrote the model, its run reference, metrics and the history
-    reference = json.loads((root / "models" / tracking.RUN_FILE).read_text())
+    reference = json.loads((root / "models" / paths.RUN_FILE).read_text())
     assert (root / "models" / "model.keras").is_file()
     history = pd.read_csv(root / "plots" / "train" / "history.csv")
     assert history["epoch"].tolist() == [1, 2]
@@ -177,7 +182,7 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow,
     assert len(models) == 1
     signature = mlflow.models.get_model_info(models[0].model_uri).signature
     assert signature.inputs.input_names() == ["image"]
-    assert signature.outputs.input_names() == ["text", "confidence"]
+    assert signature.outputs.input_names() == ["text", "confidence", "error"]
     defaults = {param.name: param.default for param in signature.params.params}
     assert defaults == {"decoder": "greedy", "beam_width": 10, "tta_shifts": 2}
     model_files = os.listdir(mlflow.artifacts.download_artifacts(models[0].model_uri))
@@ -196,11 +201,9 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow,
     # to image: equal confidences mean equal pixels in and equal logits out
     assert evaluated["confidence"].nunique() == len(evaluated)
     assert reader.unwrap_python_model().charset.symbols == info.charset
-    # one read when asked; a file that is no image is refused, naming its row
+    # one read when asked
     once = reader.predict(pd.DataFrame({"image": list(images[:3])}), params={"tta_shifts": 0})
-    assert len(once) == 3
-    with pytest.raises(mlflow.exceptions.MlflowException, match=r"row 1: not an image"):
-        reader.predict(pd.DataFrame({"image": [images[0], b"GIF? no"]}))
+    assert len(once) == 3 and once["error"].tolist() == ["", "", ""]
     # and it loads where captcha_ocr is not installed: it carries the package's code
     (root / "one.png").write_bytes(images[0])
     script = f"""
@@ -225,7 +228,7 @@ def test_changed_evaluate_params_get_their_own_linked_run(tiny_dataset, isolated
     args = stage_args(tiny_dataset, root)
     assert train.main(args["train"]) == 0
     assert evaluate.main(args["evaluate"]) == 0
-    first = json.loads((root / "models" / tracking.RUN_FILE).read_text())["run_id"]
+    first = json.loads((root / "models" / paths.RUN_FILE).read_text())["run_id"]
     # Given evaluate params changed without retraining (MLflow params are immutable)
     beam = root / "beam.yaml"
     beam.write_text(
@@ -269,14 +272,20 @@ def replace_params(args: list[str], params: Path) -> list[str]:
     return args
 
 
+def copied_data(tiny_dataset, root: Path) -> Path:
+    return Path(shutil.copytree(tiny_dataset["tfrecords"], root / "tfrecords"))
+
+
 def test_crashed_training_is_marked_failed_and_leaves_no_model(tiny_dataset, isolated_mlflow):
     root = isolated_mlflow
-    # Given a validation shard that is corrupt, found only once training reads it
-    import shutil
-
-    data = Path(shutil.copytree(tiny_dataset["tfrecords"], root / "tfrecords"))
+    # Given a validation shard that is corrupt, with data_info.json hashing it as it is
+    # (as a faulty writer would leave it), so that only training finds it
+    data = copied_data(tiny_dataset, root)
     shard = data / "val-00000-of-00001.tfrecord"
     shard.write_bytes(shard.read_bytes()[:1000])
+    info = json.loads((data / "data_info.json").read_text())
+    info["splits"]["val"]["sha256"] = hash_files(data, [shard.name])
+    (data / "data_info.json").write_text(json.dumps(info))
     args = stage_args(tiny_dataset, root)["train"]
     args[args.index("--data") + 1] = str(data)
     # When train runs, it fails
@@ -287,6 +296,51 @@ def test_crashed_training_is_marked_failed_and_leaves_no_model(tiny_dataset, iso
     assert run.info.status == "FAILED"
     assert not (root / "models").exists()
     assert not (root / "metrics" / "train.json").exists()
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate"])
+def test_shards_unlike_their_hash_are_refused_before_any_work(tiny_dataset, isolated_mlflow, stage):
+    root = isolated_mlflow
+    # Given a train shard replaced by other valid records (the first shard's)
+    data = copied_data(tiny_dataset, root)
+    shards = sorted(data.glob("train-*.tfrecord"))
+    shards[1].write_bytes(shards[0].read_bytes())
+    args = stage_args(tiny_dataset, root)[stage]
+    args[args.index("--data") + 1] = str(data)
+    # When the stage runs, then it stops at once naming the split and its shards
+    with pytest.raises(SystemExit) as stopped:
+        {"train": train, "evaluate": evaluate}[stage].main(args)
+    message = str(stopped.value)
+    assert message.startswith(f"{stage}: error: ") and "\n" not in message
+    assert f"the shards of split train ({shards[0].name}, {shards[1].name}" in message
+    # and no run records the hash of data it did not see
+    assert not (root / "mlruns").exists()
+    assert not (root / "models").exists()
+
+
+def test_a_loss_that_stops_being_a_number_fails_training(tiny_dataset, tmp_path):
+    # Given a model whose weights turn to NaN as its second epoch begins, as a
+    # learning rate far too high leaves them
+    info = read_data_info(tiny_dataset["tfrecords"])
+    params = parse_params(tiny_params())
+    spec = input_spec(info, params.model)
+    model = build_model(params.model, spec, num_symbols=len(info.charset))
+
+    class PoisonWeights(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                for weight in self.model.trainable_weights:
+                    weight.assign(weight * float("nan"))
+
+    checkpoints = Checkpoints(tmp_path / "checkpoints", "fingerprint")
+    checkpoints.prepare(resume=False, run_id="run")
+    # When it is fitted, then training stops and says where and what to change
+    with pytest.raises(TrainingDiverged, match=r"the loss became nan at epoch 2, step 1") as raised:
+        fit(
+            model, params.train, tiny_dataset["tfrecords"], info, spec, checkpoints,
+            [PoisonWeights()],
+        )  # fmt: skip
+    assert "lower train.learning_rate (0.002)" in str(raised.value)
 
 
 def test_sigterm_closes_the_run_as_killed(isolated_mlflow):

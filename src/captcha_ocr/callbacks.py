@@ -80,18 +80,40 @@ class EpochStats(keras.callbacks.Callback):
         logs["train_samples_per_second"] = self.samples_per_epoch / train_seconds
 
 
+class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that remembers where the loss stopped being a number, so that
+    the stage fails with that, instead of saving what came out of it."""
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.stopped_at: tuple[int, int, float] | None = None  # epoch, step (from 1), loss
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_batch_end(batch, logs)
+        loss = (logs or {}).get("loss")
+        if self.stopped_at is None and loss is not None and not math.isfinite(float(loss)):
+            self.stopped_at = (self._epoch + 1, batch + 1, float(loss))
+
+
 class MlflowEpochLogger(keras.callbacks.Callback):
-    """Logs every numeric entry of the epoch's logs to the active MLflow run.
+    """Logs every numeric entry of the epoch's logs to the run, through the run's
+    journal (tracking.Journal), so that a tracking server that goes away does not
+    stop training.
 
     Steps are 1-based epochs, as in the CSV log and the console.
     """
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        import mlflow
+    def __init__(self, journal: Any) -> None:
+        super().__init__()
+        self.journal = journal
 
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         from captcha_ocr.tracking import finite_metrics
 
-        mlflow.log_metrics(finite_metrics(logs or {}), step=epoch + 1)
+        self.journal.log_metrics(finite_metrics(logs or {}), step=epoch + 1)
 
 
 class CosineSchedule(keras.callbacks.Callback):

@@ -30,6 +30,11 @@ DATA_INFO = "data_info.json"
 SCHEMA_VERSION = 1
 
 
+class DataCorrupted(ValueError):
+    """Shards that are not what data_info.json describes: changed or damaged since
+    tfrecord-convert wrote them."""
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -94,7 +99,36 @@ def read_raw_info(raw_dir: Path | str) -> RawInfo:
     return RawInfo.model_validate(_read(Path(raw_dir) / RAW_INFO))
 
 
-def read_data_info(tfrecord_dir: Path | str) -> DataInfo:
+def hash_files(folder: Path, names: list[str]) -> str:
+    """sha256 of the files' bytes, one after the other: a split's hash."""
+    digest = hashlib.sha256()
+    for name in names:
+        with (folder / name).open("rb") as stream:
+            for block in iter(lambda stream=stream: stream.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_splits(tfrecord_dir: Path | str, info: DataInfo) -> None:
+    """Check every split's shards against the hash data_info.json holds, so that a run
+    never trains on, or records the hash of, data other than it says (a shard swapped
+    for other valid records, a damaged copy). Hashing reads each shard once: a
+    fraction of a second for the default's data."""
+    folder = Path(tfrecord_dir)
+    for split, split_info in info.splits.items():
+        missing = [name for name in split_info.shards if not (folder / name).is_file()]
+        if missing:
+            raise DataCorrupted(f"{folder}: split {split} lacks its shards {missing}")
+        if hash_files(folder, split_info.shards) != split_info.sha256:
+            raise DataCorrupted(
+                f"{folder}: the shards of split {split} ({', '.join(split_info.shards)}) do "
+                f"not hash to the sha256 in {DATA_INFO}: they were changed or damaged after "
+                "tfrecord-convert; restore them (dvc checkout) or rebuild them (dvc repro)"
+            )
+
+
+def read_data_info(tfrecord_dir: Path | str, verify: bool = False) -> DataInfo:
+    """data_info.json; with verify, also check the shards against its hashes."""
     path = Path(tfrecord_dir) / DATA_INFO
     raw = _read(path)
     version = raw.get("schema_version")
@@ -103,7 +137,10 @@ def read_data_info(tfrecord_dir: Path | str) -> DataInfo:
             f"{path}: TFRecord schema version {version}, this code reads version "
             f"{SCHEMA_VERSION}; rerun the tfrecord-convert stage (dvc repro)"
         )
-    return DataInfo.model_validate(raw)
+    info = DataInfo.model_validate(raw)
+    if verify:
+        verify_splits(tfrecord_dir, info)
+    return info
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from captcha_ocr.data import (
 from captcha_ocr.dataset_info import DATA_INFO, DataInfo, read_data_info
 from captcha_ocr.metrics import MISSING, Evaluation, evaluate_texts
 from captcha_ocr.params import Params
+from captcha_ocr.paths import MODEL_FILE, RUN_FILE
 from captcha_ocr.prediction import predict_batches
-from captcha_ocr.training import MODEL_FILE
 
 NONE_SYMBOL = "∅"  # how tables show the missing side of an insertion or deletion
 GALLERY_SIZE = 16
@@ -136,9 +136,10 @@ def evaluate(
     from captcha_ocr import mlflow_reader
 
     tfrecord_dir, model_dir = Path(tfrecord_dir), Path(model_dir)
-    info = read_data_info(tfrecord_dir)
-    reference = tracking.read_run_reference(model_dir / tracking.RUN_FILE)
-    experiment_id = tracking.configure(params.mlflow)
+    info = read_data_info(tfrecord_dir, verify=True)
+    reference = tracking.read_run_reference(model_dir / RUN_FILE)
+    # Logs first what train kept when its tracking server stopped answering.
+    experiment_id = tracking.configure(params.mlflow, pending_dir=model_dir)
     evaluate_params = {f"evaluate.{k}": v for k, v in params.evaluate.model_dump().items()}
     train_run = _find_run(reference["run_id"])
     reopen = train_run is not None and _params_agree(train_run.data.params, evaluate_params)
@@ -194,7 +195,11 @@ def evaluate(
             # logged and registered reads as this evaluation read (mlflow_reader).
             _, example = next(stored_images(tfrecord_dir, info, "test"))
             model_uri = mlflow_reader.log_reader(
-                model_dir / MODEL_FILE, tfrecord_dir / DATA_INFO, params.evaluate, example
+                model_dir / MODEL_FILE,
+                tfrecord_dir / DATA_INFO,
+                params.evaluate,
+                example,
+                params.import_.max_image_pixels,
             )
             if params.mlflow.registered_model:
                 tracking.register_champion(

@@ -7,7 +7,6 @@ length, and the image id. The reading side is captcha_ocr.data.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import time
@@ -27,6 +26,7 @@ from captcha_ocr.dataset_info import (
     DataInfo,
     RawInfo,
     SplitInfo,
+    hash_files,
     read_manifest,
     read_raw_info,
 )
@@ -145,7 +145,7 @@ def convert(raw_dirs: list[Path | str], out_dir: Path | str, params: TFRecordPar
                 with tf.io.TFRecordWriter(str(scratch / name), options) as writer:
                     for folder, row in itertools.islice(examples, params.shard_size):
                         writer.write(_example_from_row(folder, row, charset))
-            splits[split] = SplitInfo(shards=names, sha256=_hash_files(scratch, names))
+            splits[split] = SplitInfo(shards=names, sha256=hash_files(scratch, names))
         info = DataInfo(
             **raw_info.model_dump(),
             schema_version=SCHEMA_VERSION,
@@ -172,12 +172,3 @@ def _example_from_row(raw_dir: Path, row: dict[str, str], charset: Charset) -> b
         raise BadSampleError(f"{path}: empty label")
     _check_image(path)
     return encode_example(path.read_bytes(), row["text"], label, row["id"], row["source"])
-
-
-def _hash_files(folder: Path, names: list[str]) -> str:
-    digest = hashlib.sha256()
-    for name in names:
-        with (folder / name).open("rb") as stream:
-            for block in iter(lambda stream=stream: stream.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()

@@ -1,30 +1,47 @@
 """MLflow: where runs go, how a run starts and ends, and what is logged on the way.
 
 One run per pipeline execution: train starts it and writes a reference
-(RUN_FILE) into its outputs; evaluate reopens the same run, logs the test
+(paths.RUN_FILE) into its outputs; evaluate reopens the same run, logs the test
 figures and ends it. Whichever stage holds the run ends it on the way out:
 FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM, so a crashed
-stage never leaves a run RUNNING.
+stage never leaves a run RUNNING. A process killed outright (SIGKILL, the
+out-of-memory killer) cannot end its run: every run is tagged with its host and
+process, and the next stage that opens the experiment on that host ends the runs
+whose process is gone as KILLED.
+
+Several processes may share one store (`dvc queue start -j 2`, two checkouts):
+creating a SQLite store and moving the `champion` alias happen under a file lock.
+
+A tracking server that stops answering mid-run does not cost the stage its
+outputs: the calls go through a Journal, which keeps what the server missed in a
+file beside the outputs (paths.PENDING_FILE), and the next stage that opens the
+store logs it into the run.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import math
 import os
 import signal
+import socket
 import subprocess
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from captcha_ocr.atomic import write_json
 from captcha_ocr.params import MLflowParams
+from captcha_ocr.paths import PENDING_FILE
 
-RUN_FILE = "mlflow_run.json"
 DEFAULT_STORE = "mlruns"
 
 # Tag names, in one place so that tests and the `compare` tooling agree.
@@ -35,6 +52,24 @@ TAG_DATA_HASH = "data_sha256"
 TAG_MODEL_FAMILY = "model_family"
 TAG_PIPELINE_STAGE = "pipeline_stage"
 TAG_TRAIN_RUN = "train_run_id"
+# Which process holds a run, so that a run left RUNNING by a killed one can be ended.
+TAG_HOST = "process.host"
+TAG_PID = "process.pid"
+# The hash of a pending file already logged into its run, so that it is logged once.
+TAG_PENDING_LOGGED = "pending_logged"
+
+# MLflow retries an unreachable server for minutes by default; a stage should say so
+# within seconds. The environment still wins.
+HTTP_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+REACHABLE_TIMEOUT_S = 5
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be used; the message says which and why, in one line."""
 
 
 def project_root() -> Path:
@@ -55,35 +90,137 @@ def default_store(root: Path) -> tuple[str, str]:
     return f"sqlite:///{store / 'mlflow.db'}", (store / "artifacts").as_uri()
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a sqlite: URI, else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///")).resolve()
+
+
 def resolve_tracking(params: MLflowParams, root: Path | None = None) -> tuple[str, str | None]:
     """(tracking URI, artifact location or None for the server's default).
 
     The environment wins over params.yaml, so that CI or a user's shell can
-    point any checkout at a tracking server without editing tracked files.
+    point any checkout at a tracking server without editing tracked files. A
+    SQLite store keeps its artifacts beside its database: left to MLflow, they
+    would go wherever the process that created the experiment was started.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or params.tracking_uri
-    if uri:
-        return uri, None
-    return default_store(root or project_root())
+    if not uri:
+        return default_store(root or project_root())
+    database = sqlite_file(uri)
+    return uri, (database.parent / "artifacts").as_uri() if database else None
 
 
-def configure(params: MLflowParams) -> str:
-    """Point MLflow at the store; create the experiment if needed; return its id."""
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialize what two processes on this host must not do at once with one store:
+    create and migrate a SQLite database (done twice at once, it is left unusable),
+    or move the champion alias."""
+    from filelock import FileLock
+
+    database = sqlite_file(uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        path = database.with_name(f"{database.name}.lock")
+    else:
+        digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"captcha-ocr-tracking-{digest}.lock"
+    with FileLock(path):
+        yield
+
+
+def check_reachable(uri: str) -> None:
+    """One quick request to a tracking server, so that a wrong or down server is a
+    one-line error at once, not minutes of retries and a traceback."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=REACHABLE_TIMEOUT_S)
+    except requests.RequestException as error:
+        reason = type(error).__name__
+        raise TrackingUnavailable(
+            f"cannot reach the tracking server {uri} ({reason}); start it, or point "
+            "MLFLOW_TRACKING_URI (or mlflow.tracking_uri) at one that answers"
+        ) from None
+
+
+def configure(params: MLflowParams, pending_dir: Path | None = None) -> str:
+    """Point MLflow at the store; create the experiment if needed; log what an earlier
+    stage kept in pending_dir/PENDING_FILE when its server stopped answering; end the
+    runs that killed processes of this host left RUNNING; return the experiment's id."""
     import mlflow
 
+    for name, value in HTTP_SETTINGS.items():
+        os.environ.setdefault(name, value)
     uri, artifact_location = resolve_tracking(params)
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.get_experiment_by_name(params.experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
     try:
-        return mlflow.create_experiment(params.experiment_name, artifact_location=artifact_location)
-    except mlflow.exceptions.MlflowException:
-        # Another process (a parallel queued experiment) created it first.
-        experiment = mlflow.get_experiment_by_name(params.experiment_name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+        with store_lock(uri):
+            experiment = mlflow.get_experiment_by_name(params.experiment_name)
+            if experiment is None:
+                experiment_id = mlflow.create_experiment(
+                    params.experiment_name, artifact_location=artifact_location
+                )
+            else:
+                experiment_id = experiment.experiment_id
+        if pending_dir is not None:
+            log_pending(pending_dir)
+        end_orphaned_runs(experiment_id)
+    except mlflow.exceptions.MlflowException as error:
+        raise TrackingUnavailable(f"tracking store {uri}: {_first_line(error)}") from None
+    return experiment_id
+
+
+def _first_line(error: Exception) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    if "401" in text or "nauthorized" in text:
+        first += (
+            " (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account "
+            "on the server)"
+        )
+    return first[:300]
+
+
+def _process_alive(pid: int, run_start_ms: int) -> bool:
+    """Whether the process that started a run still runs: a pid reused by a process
+    started after the run does not count."""
+    import psutil
+
+    try:
+        created_ms = psutil.Process(pid).create_time() * 1000
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+    return created_ms <= run_start_ms + 1000
+
+
+def end_orphaned_runs(experiment_id: str) -> list[str]:
+    """End as KILLED the RUNNING runs of this host whose process is gone; their ids."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"attributes.status = 'RUNNING' and tags.`{TAG_HOST}` = '{socket.gethostname()}'"
+        ),
+    )
+    ended = []
+    for run in runs:
+        pid = run.data.tags.get(TAG_PID, "")
+        if pid.isdigit() and _process_alive(int(pid), run.info.start_time):
+            continue
+        client.set_terminated(run.info.run_id, "KILLED")
+        ended.append(run.info.run_id)
+        print(
+            f"mlflow: run {run.info.run_name} ({run.info.run_id}) was left RUNNING by process "
+            f"{pid or '?'}, which is gone (killed?); it is marked KILLED now"
+        )
+    return ended
 
 
 class StageInterrupted(KeyboardInterrupt):
@@ -110,30 +247,173 @@ def _sigterm_as_interrupt() -> Iterator[list[int]]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _server_errors() -> tuple[type[BaseException], ...]:
+    """What a call raises when the tracking store does not answer (after MLflow's own
+    retries): MLflow's wrapping of it, or the connection error itself."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException, requests.RequestException, OSError)
+
+
+class Journal:
+    """The MLflow calls of one run, made while the tracking store answers and kept
+    once it does not.
+
+    The first failing call prints one warning and takes the server as gone for the
+    rest of the stage (no minutes of retries per call); it and every later call are
+    kept in order, and `write` puts them in a file in the stage's output folder,
+    which `log_pending` logs into the run when the store answers again. Artifacts
+    are files in that folder, kept by their paths relative to it.
+    """
+
+    def __init__(self, stage: str, folder: Path) -> None:
+        self.stage = stage
+        self.folder = Path(folder)
+        self.run_id: str | None = None  # set by run_context
+        self.pending: list[dict[str, Any]] = []
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self._call({"op": "metrics", "values": dict(metrics), "step": step or 0})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._call({"op": "params", "values": {k: str(v) for k, v in params.items()}})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._call({"op": "tags", "values": {k: str(v) for k, v in tags.items()}})
+
+    def log_dict(self, data: Any, name: str) -> None:
+        self._call({"op": "dict", "data": data, "name": name})
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """path: a file in the journal's folder."""
+        relative = Path(path).relative_to(self.folder).as_posix()
+        self._call({"op": "artifact", "path": relative, "artifact_path": artifact_path})
+
+    def end(self, status: str) -> None:
+        self._call({"op": "end", "status": status})
+
+    def _call(self, op: dict[str, Any]) -> None:
+        if self.run_id is None:
+            raise RuntimeError("Journal used outside run_context")
+        if self.pending:  # the server is gone: keep, do not wait on it again
+            self.pending.append(op)
+            return
+        try:
+            apply_call(op, self.run_id, self.folder)
+        except _server_errors() as error:
+            self.keep(op, error)
+
+    def keep(self, op: dict[str, Any], error: BaseException) -> None:
+        """Keep a call the server did not take; the first one kept says so."""
+        if not self.pending:
+            print(
+                f"{self.stage}: warning: the tracking server stopped answering "
+                f"({_first_line(error)}); the stage goes on and writes its outputs, and "
+                f"keeps what MLflow missed in {PENDING_FILE}, which the next stage logs",
+                file=sys.stderr,
+            )
+        self.pending.append(op)
+
+    def write(self) -> bool:
+        """Write what is pending into the folder's PENDING_FILE; whether there was any."""
+        if not self.pending:
+            return False
+        write_json(self.folder / PENDING_FILE, {"run_id": self.run_id, "calls": self.pending})
+        return True
+
+
+def apply_call(op: dict[str, Any], run_id: str, folder: Path) -> None:
+    """Make one kept call against the store."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    kind = op["op"]
+    if kind == "metrics":
+        now = int(datetime.datetime.now(datetime.UTC).timestamp() * 1000)
+        metrics = [Metric(key, value, now, op["step"]) for key, value in op["values"].items()]
+        client.log_batch(run_id, metrics=metrics)
+    elif kind == "params":
+        client.log_batch(run_id, params=[Param(k, v) for k, v in op["values"].items()])
+    elif kind == "tags":
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in op["values"].items()])
+    elif kind == "dict":
+        client.log_dict(run_id, op["data"], op["name"])
+    elif kind == "artifact":
+        client.log_artifact(run_id, str(folder / op["path"]), op["artifact_path"])
+    elif kind == "end":
+        client.set_terminated(run_id, op["status"])
+    else:
+        raise ValueError(f"unknown kept call {kind!r}")
+
+
+def log_pending(folder: Path) -> bool:
+    """Log the calls a stage kept in folder/PENDING_FILE into their run, once (a tag
+    on the run holds the file's hash); whether anything was logged now."""
+    from mlflow.tracking import MlflowClient
+
+    path = Path(folder) / PENDING_FILE
+    if not path.is_file():
+        return False
+    text = path.read_text(encoding="utf-8")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    kept = json.loads(text)
+    run_id = kept["run_id"]
+    client = MlflowClient()
+    if client.get_run(run_id).data.tags.get(TAG_PENDING_LOGGED) == digest:
+        return False
+    calls = kept["calls"]
+    # The run's status last: a run marked FINISHED has everything it should have.
+    for op in sorted(calls, key=lambda op: op["op"] == "end"):
+        apply_call(op, run_id, Path(folder))
+    client.set_tag(run_id, TAG_PENDING_LOGGED, digest)
+    print(f"mlflow: logged the {len(calls)} calls kept in {path} into run {run_id}")
+    return True
+
+
+def _end_run(status: str, journal: Journal | None) -> None:
+    import mlflow
+
+    try:
+        mlflow.end_run(status)  # MLflow forgets the run first: none stays active here
+    except _server_errors() as error:
+        if journal is None:
+            raise
+        journal.keep({"op": "end", "status": status}, error)
+
+
 @contextmanager
 def run_context(
-    experiment_id: str, run_id: str | None = None, run_name: str | None = None
+    experiment_id: str,
+    run_id: str | None = None,
+    run_name: str | None = None,
+    journal: Journal | None = None,
 ) -> Iterator[Any]:
-    """Start (or, with run_id, reopen) a run and always end it with an honest status."""
+    """Start (or, with run_id, reopen) a run and always end it with an honest status.
+    With a journal, the status is set through it: kept, if the server is gone."""
     import mlflow
 
     with _sigterm_as_interrupt() as signals:
         run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name)
+        if journal is not None:
+            journal.run_id = run.info.run_id
         try:
+            mlflow.set_tags({TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid())})
             yield run
         except KeyboardInterrupt:
-            mlflow.end_run("KILLED")
+            _end_run("KILLED", journal)
             raise
         except BaseException as error:
             if signals:
                 # The signal's exception can reach us as another one: code it lands in
                 # may catch it and raise its own, or fail cleaning up what it cut short.
                 # The run was still stopped, not crashed, and resumes like one.
-                mlflow.end_run("KILLED")
+                _end_run("KILLED", journal)
                 raise StageInterrupted(f"stopped by signal {signals[0]}") from error
-            mlflow.end_run("FAILED")
+            _end_run("FAILED", journal)
             raise
-        mlflow.end_run("FINISHED")
+        _end_run("FINISHED", journal)
 
 
 def run_name(model_family: str) -> str:
@@ -159,9 +439,26 @@ def git_tags(root: Path) -> dict[str, str]:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {}
-    # Only tracked files count: DVC outputs and the store are git-ignored.
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    # Tracked files but those the pipeline writes itself (dvc.lock, metrics, plots):
+    # by the time train runs, a fresh clone's `dvc repro` has rewritten them, and
+    # the tag is about whether code and params differ from the commit.
+    excluded = [f":(exclude){path}" for path in pipeline_outputs(root)]
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)
     return {TAG_GIT_COMMIT: commit, TAG_GIT_DIRTY: str(bool(dirty)).lower()}
+
+
+def pipeline_outputs(root: Path) -> list[str]:
+    """dvc.lock and every out, metric and plot file dvc.yaml's stages write."""
+    try:
+        stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return []
+    paths = ["dvc.lock"]
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                paths.extend(entry if isinstance(entry, dict) else [entry])
+    return paths
 
 
 def run_tags(data_hash: str, model_family: str) -> dict[str, str]:
@@ -215,7 +512,15 @@ def register_champion(model_uri: str, registered_name: str, accuracy: float) -> 
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient()
+    with store_lock(mlflow.get_tracking_uri()):
+        return _register_champion(MlflowClient(), model_uri, registered_name, accuracy)
+
+
+def _register_champion(
+    client: Any, model_uri: str, registered_name: str, accuracy: float
+) -> dict[str, Any]:
+    import mlflow
+
     run_id = mlflow.models.get_model_info(model_uri).run_id
     # One version per run: evaluating a run again (same settings) registers nothing new.
     existing = client.search_model_versions(f"name = '{registered_name}' and run_id = '{run_id}'")

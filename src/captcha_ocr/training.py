@@ -26,6 +26,7 @@ from captcha_ocr.callbacks import (
     RecordedReduceLROnPlateau,
     ResumeState,
     SequenceAccuracy,
+    StopOnNonFiniteLoss,
     monitor_mode,
 )
 from captcha_ocr.charsets import Charset
@@ -34,13 +35,17 @@ from captcha_ocr.data import InputSpec, inference_dataset, input_spec, training_
 from captcha_ocr.dataset_info import DataInfo, read_data_info
 from captcha_ocr.models import build_model, kind_of
 from captcha_ocr.params import Params, TrainParams, flatten
+from captcha_ocr.paths import MODEL_FILE, RUN_FILE
 from captcha_ocr.progress import interactive
 
-MODEL_FILE = "model.keras"
 # A CTC model first learns to output nothing but blanks: on the small sets of
 # captchas/README.md ("Training on them") it read its first validation captcha after
 # 396-564 optimizer steps. A run with fewer than this in all is almost surely too short.
 FEW_STEPS = 1_000
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a finite number; nothing trained on is worth saving."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ def make_callbacks(
         )
     callbacks["sequence_accuracy"] = SequenceAccuracy(val_batches, charset)
     callbacks["epoch_stats"] = EpochStats(samples_per_epoch)
-    callbacks["terminate_on_nan"] = keras.callbacks.TerminateOnNaN()
+    callbacks["terminate_on_nan"] = StopOnNonFiniteLoss()
     stopping = params.early_stopping
     if stopping.enabled:
         callbacks["early_stopping"] = keras.callbacks.EarlyStopping(
@@ -306,6 +311,13 @@ def fit(
         verbose="auto" if interactive() else 2,
     )
     seconds = time.perf_counter() - started
+    if stopped := callbacks["terminate_on_nan"].stopped_at:
+        epoch, step, loss = stopped
+        raise TrainingDiverged(
+            f"the loss became {loss} at epoch {epoch}, step {step}: training diverged and "
+            f"nothing is saved; lower train.learning_rate ({params.learning_rate}) or set "
+            "train.clipnorm"
+        )
     history = checkpoints.history()
     history["epoch"] = history["epoch"] + 1  # Keras counts from 0; everything we log from 1
     if not checkpoints.best_model.exists():
@@ -370,7 +382,7 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
     import mlflow
 
     tfrecord_dir = Path(tfrecord_dir)
-    info = read_data_info(tfrecord_dir)
+    info = read_data_info(tfrecord_dir, verify=True)  # once, before a step is trained
     spec = input_spec(info, params.model)
     make_reproducible(params.train)
     model = build_model(
@@ -384,71 +396,78 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
     if warning:
         print(warning, file=sys.stderr)
     experiment_id = tracking.configure(params.mlflow)
-    with (
-        atomic_dir(outputs.model_dir) as work_dir,
-        tracking.run_context(experiment_id, run_name=tracking.run_name(params.model.arch)) as run,
-    ):
-        mlflow.set_tags(
-            {
-                **tracking.run_tags(info.content_hash(), params.model.arch),
-                tracking.TAG_PIPELINE_STAGE: "train",
-            }
-        )
-        # evaluate.* params are logged by the evaluate stage, which may change
-        # them without retraining (MLflow params cannot change once logged).
-        mlflow.log_params(
-            {k: v for k, v in flatten(params).items() if not k.startswith("evaluate.")}
-        )
-        mlflow.log_params(data_params(info))
-        tracking.log_dataset(info, tfrecord_dir, context="training")
-        mlflow.log_param("model.parameters", model.count_params())
-        mlflow.log_params(
-            {
-                "train.passes_per_epoch": passes_per_epoch(info.counts["train"], params.train),
-                "train.steps_per_epoch": steps_per_epoch(info.counts["train"], params.train),
-            }
-        )
-
-        checkpoints = Checkpoints(
-            outputs.checkpoints,
-            fingerprint(params.model, params.train, info.content_hash()),
-        )
-        done, interrupted_run = checkpoints.prepare(params.train.resume, run.info.run_id)
-        if done:
-            mlflow.set_tags(
-                {"resumed_after_epoch": str(done), "resumed_from_run": str(interrupted_run)}
+    run_name = tracking.run_name(params.model.arch)
+    with atomic_dir(outputs.model_dir) as work_dir:
+        # Every MLflow call after the run starts goes through the journal: a tracking
+        # server that stops answering costs the run some records for a while, never
+        # the training's outputs (tracking.Journal).
+        journal = tracking.Journal("train", work_dir)
+        with tracking.run_context(experiment_id, run_name=run_name, journal=journal) as run:
+            tracking.log_dataset(info, tfrecord_dir, context="training")
+            journal.set_tags(
+                {
+                    **tracking.run_tags(info.content_hash(), params.model.arch),
+                    tracking.TAG_PIPELINE_STAGE: "train",
+                }
             )
-            log_history(checkpoints.history())  # the new run shows the whole curve
-        result = fit(
-            model, params.train, tfrecord_dir, info, spec, checkpoints, [MlflowEpochLogger()]
-        )
-        shutil.copy2(checkpoints.best_model, work_dir / MODEL_FILE)
-        shutil.copy2(checkpoints.csv_log, work_dir / CSV_LOG)
+            # evaluate.* params are logged by the evaluate stage, which may change
+            # them without retraining (MLflow params cannot change once logged).
+            journal.log_params(
+                {
+                    **{k: v for k, v in flatten(params).items() if not k.startswith("evaluate.")},
+                    **data_params(info),
+                    "model.parameters": model.count_params(),
+                    "train.passes_per_epoch": passes_per_epoch(info.counts["train"], params.train),
+                    "train.steps_per_epoch": steps_per_epoch(info.counts["train"], params.train),
+                }
+            )
 
-        metrics = train_metrics(result, info)
-        mlflow.log_metrics(tracking.finite_metrics(metrics))
-        mlflow.log_metrics(callback_metrics(result.callbacks))
-        mlflow.log_dict(result.callbacks, "callbacks.json")
-        mlflow.log_artifact(str(work_dir / CSV_LOG))
-        plots.training_curves(result.history, work_dir / "training_curves.png")
-        mlflow.log_artifact(str(work_dir / "training_curves.png"), artifact_path="plots")
+            checkpoints = Checkpoints(
+                outputs.checkpoints,
+                fingerprint(params.model, params.train, info.content_hash()),
+            )
+            done, interrupted_run = checkpoints.prepare(params.train.resume, run.info.run_id)
+            if done:
+                journal.set_tags(
+                    {"resumed_after_epoch": str(done), "resumed_from_run": str(interrupted_run)}
+                )
+                log_history(journal, checkpoints.history())  # the new run shows the whole curve
+            result = fit(
+                model,
+                params.train,
+                tfrecord_dir,
+                info,
+                spec,
+                checkpoints,
+                [MlflowEpochLogger(journal)],
+            )
+            shutil.copy2(checkpoints.best_model, work_dir / MODEL_FILE)
+            shutil.copy2(checkpoints.csv_log, work_dir / CSV_LOG)
+            plots.training_curves(result.history, work_dir / "training_curves.png")
 
-        write_json(outputs.metrics, {**metrics, "callbacks": result.callbacks})
-        with atomic_file(outputs.history, "w", encoding="utf-8", newline="") as stream:
-            result.history.to_csv(stream, index=False)
-        tracking.write_run_reference(work_dir / tracking.RUN_FILE, run, mlflow.get_tracking_uri())
+            metrics = train_metrics(result, info)
+            journal.log_metrics(
+                {**tracking.finite_metrics(metrics), **callback_metrics(result.callbacks)}
+            )
+            journal.log_dict(result.callbacks, "callbacks.json")
+            journal.log_artifact(work_dir / CSV_LOG)
+            journal.log_artifact(work_dir / "training_curves.png", "plots")
+
+            write_json(outputs.metrics, {**metrics, "callbacks": result.callbacks})
+            with atomic_file(outputs.history, "w", encoding="utf-8", newline="") as stream:
+                result.history.to_csv(stream, index=False)
+            tracking.write_run_reference(work_dir / RUN_FILE, run, mlflow.get_tracking_uri())
+        journal.write()  # what the server missed, the run's status included
     checkpoints.clear()  # finished: nothing left to resume
     _print_summary(metrics, result.callbacks)
     return metrics
 
 
-def log_history(history: pd.DataFrame) -> None:
+def log_history(journal: tracking.Journal, history: pd.DataFrame) -> None:
     """Log epochs of a CSV log (epoch from 0) as MLflow metrics at steps from 1."""
-    import mlflow
-
     for row in history.to_dict("records"):
         epoch = int(row.pop("epoch"))
-        mlflow.log_metrics(tracking.finite_metrics(row), step=epoch + 1)
+        journal.log_metrics(tracking.finite_metrics(row), step=epoch + 1)
 
 
 def data_params(info: DataInfo) -> dict[str, Any]:
