@@ -318,6 +318,20 @@ def test_shards_unlike_their_hash_are_refused_before_any_work(tiny_dataset, isol
     assert not (root / "models").exists()
 
 
+def test_an_unreachable_tracking_server_stops_train_in_one_line(
+    tiny_dataset, isolated_mlflow, monkeypatch
+):
+    # Given a tracking URI where nothing listens
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    # When train runs, then it stops before training, in one line naming the server
+    with pytest.raises(SystemExit) as stopped:
+        train.main(stage_args(tiny_dataset, isolated_mlflow)["train"])
+    message = str(stopped.value)
+    assert message.startswith("train: error: cannot reach the tracking server "), message
+    assert "http://127.0.0.1:9" in message and "\n" not in message
+    assert not (isolated_mlflow / "models").exists()
+
+
 def test_a_loss_that_stops_being_a_number_fails_training(tiny_dataset, tmp_path):
     # Given a model whose weights turn to NaN as its second epoch begins, as a
     # learning rate far too high leaves them
