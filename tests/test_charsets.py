@@ -8,11 +8,9 @@ from captcha_ocr.charsets import PRESETS, Charset, resolve
 
 
 def test_presets_have_the_published_sizes():
-    assert [len(PRESETS[name]) for name in ("digits", "digits_upper", "digits_letters")] == [
-        10,
-        36,
-        62,
-    ]
+    sizes = {name: len(symbols) for name, symbols in PRESETS.items()}
+    assert sizes == {"digits": 10, "digits_upper": 36, "digits_lower": 36, "digits_letters": 62}
+    assert resolve("digits_lower") == "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def test_ids_start_at_one_and_round_trip():

@@ -13,6 +13,8 @@ PRESETS: dict[str, str] = {
     "digits": string.digits,
     # The 36 symbols of the published captcha benchmarks.
     "digits_upper": string.digits + string.ascii_uppercase,
+    # The alphabet of many real captchas on the web.
+    "digits_lower": string.digits + string.ascii_lowercase,
     "digits_letters": string.digits + string.ascii_uppercase + string.ascii_lowercase,
 }
 CUSTOM = "custom"
