@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     env = {
         **os.environ,
+        # mlflow models serve starts uvicorn from PATH: this environment's first.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI")
         or f"sqlite:///{ROOT / 'mlruns' / 'mlflow.db'}",
     }

@@ -47,3 +47,23 @@ def test_ctc_log_likelihood_sums_every_alignment():
     assert np.exp(ctc_log_likelihood(logits, [[1], []])) == pytest.approx([3 / 9, 1 / 9])
     # A doubled symbol needs a blank between its copies: three steps at least
     assert np.exp(ctc_log_likelihood(logits[:1], [[1, 1]]))[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ctc_log_likelihood_matches_the_dense_ctc_loss_empty_labels_included():
+    import tensorflow as tf
+
+    # Given logits and labels of every kind: empty, repeated symbols, full length
+    rng = np.random.default_rng(0)
+    logits = (rng.normal(size=(6, 9, 5)) * 3).astype(np.float32)
+    labels = [[], [1], [2, 2], [1, 2, 3, 4], [], [4, 4, 4, 4]]
+    # When scored through the C++ kernel (sparse labels, empty ones apart)
+    fast = ctc_log_likelihood(logits, labels)
+    # Then each is TensorFlow's dense CTC loss, negated, to float32's precision
+    dense = np.zeros((6, 4), np.int32)
+    for row, label in enumerate(labels):
+        dense[row, : len(label)] = label
+    reference = -tf.nn.ctc_loss(
+        labels=dense, logits=logits, label_length=[len(label) for label in labels],
+        logit_length=[9] * 6, logits_time_major=False, blank_index=0,
+    ).numpy()  # fmt: skip
+    assert fast == pytest.approx(reference, rel=1e-5, abs=0)

@@ -4,6 +4,7 @@ its registered model served by a real `mlflow models serve` process."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -62,13 +63,13 @@ def serving(command: list[str], health_url: str, log_path: Path, env: dict[str, 
                 time.sleep(0.5)
             yield server
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-            except ProcessLookupError:  # already stopped by the test
-                pass
+            # The group may be gone already: killed by a test, or failed to start.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
+                try:
+                    server.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(server.pid, signal.SIGKILL)
 
 
 @contextmanager
