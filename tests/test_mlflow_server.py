@@ -197,10 +197,10 @@ def test_training_outlives_its_tracking_server(tiny_dataset, isolated_mlflow, tm
     store = f"sqlite:///{tmp_path / 'server.db'}"
     server_args = ("--artifacts-destination", str(tmp_path / "server-artifacts"))
     client = MlflowClient(store)  # the server's own store, read directly
-    # Given a training long enough to outlive its server (10 epochs of 40 steps)
+    # Given a training long enough to outlive its server (6 epochs of 30 steps)
     params = write_params(
         root / "params.yaml",
-        {"train": {"epochs": 10, "min_steps_per_epoch": 40, "early_stopping": {"enabled": False}}},
+        {"train": {"epochs": 6, "min_steps_per_epoch": 30, "early_stopping": {"enabled": False}}},
     )
     args = {
         stage: replace_params(stage_args(tiny_dataset, root)[stage], params)
@@ -234,7 +234,7 @@ def test_training_outlives_its_tracking_server(tiny_dataset, isolated_mlflow, tm
             assert evaluate.main(args["evaluate"]) == 0
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED"
-        assert len(client.get_metric_history(run_id, "loss")) == 10
+        assert len(client.get_metric_history(run_id, "loss")) == 6
         assert "train_seconds" in run.data.metrics
         names = {artifact.path for artifact in MlflowClient(url).list_artifacts(run_id, "plots")}
         assert "plots/training_curves.png" in names
