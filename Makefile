@@ -10,10 +10,10 @@ SERVE_PORT ?= 5002
 SERVE_MODEL ?= models:/captcha-ocr@champion
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test lint format ui serve plots compare read lock clean
+.PHONY: help venv repro test test-fast lint format ui serve plots compare read lock clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ repro: venv  ## run the pipeline (dvc repro) on params.yaml, then print where to
 
 test: venv  ## run the whole test suite
 	$(RUN) $(BIN)/pytest
+
+test-fast: venv  ## the tests not marked integration: the edit loop (make test before a commit)
+	$(RUN) $(BIN)/pytest -m "not integration"
 
 lint: venv  ## ruff: lint and format check
 	$(BIN)/ruff check .

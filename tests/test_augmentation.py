@@ -1,4 +1,5 @@
-"""Training-time augmentation: off by default, whole-pixel shifts, images kept in [0, 1]."""
+"""Training-time augmentation: whole-pixel shifts on by default, each knob off at 0,
+images kept in [0, 1]."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ IMAGES = (
 ).astype(np.float32)
 
 
-def test_all_knobs_at_zero_is_no_augmentation():
+def test_all_knobs_at_zero_is_no_augmentation_and_the_default_shifts():
     assert augmenter(AugmentParams(translate=0.0)) is None
+    assert AugmentParams().translate > 0 and augmenter(AugmentParams()) is not None
 
 
 def test_translation_moves_whole_pixels():

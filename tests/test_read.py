@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -232,22 +234,34 @@ def test_a_charset_unlike_the_models_is_refused(trained, tiny_dataset, tmp_path,
     assert "has 37 output classes" in captured.err and "10 symbols" in captured.err
 
 
-def test_a_missing_model_fails_before_tensorflow_loads(tmp_path, capsys):
-    with pytest.raises(SystemExit) as stopped:
-        read.main([str(tmp_path), "--model", str(tmp_path / "none.keras"), "--data", str(tmp_path)])
-    assert stopped.value.code == 2
-    assert f"model {tmp_path / 'none.keras'} not found" in capsys.readouterr().err
+def read_in_a_fresh_process(args: list[str]) -> subprocess.CompletedProcess:
+    """read.main in a process of its own, printing whether TensorFlow was imported."""
+    script = (
+        "import sys\nfrom captcha_ocr import read\ntry:\n    read.main(sys.argv[1:])\n"
+        "except SystemExit as stop:\n    print('exit', stop.code)\n"
+        "print('tensorflow imported:', 'tensorflow' in sys.modules)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120
+    )
 
 
-def test_bad_reading_options_are_refused_before_tensorflow_loads(tmp_path, capsys):
+def test_a_missing_model_fails_before_tensorflow_loads(tmp_path):
+    done = read_in_a_fresh_process(
+        [str(tmp_path), "--model", str(tmp_path / "none.keras"), "--data", str(tmp_path)]
+    )
+    assert done.stdout.splitlines() == ["exit 2", "tensorflow imported: False"], done.stdout
+    assert f"model {tmp_path / 'none.keras'} not found" in done.stderr
+
+
+def test_bad_reading_options_are_refused_before_tensorflow_loads(tmp_path):
     for options, message in (
         (["--tta-shifts", "-1"], "--tta-shifts: Input should be greater than or equal to 0"),
         (["--params", str(tmp_path / "none.yaml")], f"params {tmp_path / 'none.yaml'} not found"),
     ):
-        with pytest.raises(SystemExit) as stopped:
-            read.main([str(tmp_path), *options])
-        assert stopped.value.code == 2
-        assert message in capsys.readouterr().err
+        done = read_in_a_fresh_process([str(tmp_path), *options])
+        assert done.stdout.splitlines() == ["exit 2", "tensorflow imported: False"], done.stdout
+        assert message in done.stderr
 
 
 def test_a_bomb_among_files_is_named_and_the_others_still_read(

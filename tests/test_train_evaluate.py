@@ -99,7 +99,8 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow,
         scores
     )
     assert scores["n_test"] == 48
-    assert 0.0 <= scores["sequence_accuracy"] <= 1.0
+    predictions = pd.read_csv(root / "plots" / "evaluate" / "predictions.csv")
+    assert scores["sequence_accuracy"] == pytest.approx(predictions["correct"].mean(), abs=0)
     assert len(scores["char_errors"]) == 36
     for name in (
         "char_errors.csv",
