@@ -330,6 +330,24 @@ class CRNNParams(Section):
             steps //= pool_width
         return steps
 
+    def check_fits(self, width: int, height: int, longest: int) -> None:
+        """Refuse an input CTC cannot train on: a repeated character needs a blank
+        between its copies, so L characters need up to 2L + 1 time steps; and each
+        block halves the height. Checked with the params (generated lengths) and
+        again when the model is built (imported ones)."""
+        steps, needed = self.time_steps(width), 2 * longest + 1
+        if steps < needed:
+            raise ValueError(
+                f"model.crnn_ctc.pool_widths: {list(self.pool_widths)} leaves {steps} time "
+                f"steps for input width {width}, but labels of {longest} characters need at "
+                f"least {needed}; pool less along the width or widen the input"
+            )
+        if height >> (len(self.conv_filters) + bool(self.stem_filters)) < 1:
+            raise ValueError(
+                f"model.crnn_ctc.conv_filters: {len(self.conv_filters)} blocks each halve the "
+                f"height, too many for input height {height}"
+            )
+
     @property
     def block_convs(self) -> tuple[int, ...]:
         """convs_per_block with one entry per block."""
@@ -530,7 +548,12 @@ class Params(Section):
                     "set it to null, or use crnn_ctc"
                 )
         if self.model.arch == "crnn_ctc" and self.data.uses_generated:
-            self._check_crnn_fits(max(generated.lengths("train")[1], generated.max_length))
+            # Caught here, not when the model is built after minutes of generating.
+            self.model.crnn_ctc.check_fits(
+                self.model.input_width or generated.image_width,
+                self.model.input_height or generated.image_height,
+                max(generated.lengths("train")[1], generated.max_length),
+            )
         weights = self.model.resnet50_multihead.weights
         if self.model.arch == "resnet50_multihead" and weights:
             if not (root / weights).is_file():
@@ -545,25 +568,6 @@ class Params(Section):
             except ValueError as error:
                 raise ValueError(f"generate.fonts: {error}") from None
         return self
-
-    def _check_crnn_fits(self, longest: int) -> None:
-        """CTC puts a blank between repeated characters, so L characters need up to
-        2L + 1 time steps; caught here, not after minutes of generating."""
-        crnn = self.model.crnn_ctc
-        width = self.model.input_width or self.generate.image_width
-        height = self.model.input_height or self.generate.image_height
-        steps, needed = crnn.time_steps(width), 2 * longest + 1
-        if steps < needed:
-            raise ValueError(
-                f"model.crnn_ctc.pool_widths: {list(crnn.pool_widths)} leaves {steps} time "
-                f"steps for input width {width}, but labels of {longest} characters need at "
-                f"least {needed}; pool less along the width or widen the input"
-            )
-        if height >> (len(crnn.conv_filters) + bool(crnn.stem_filters)) < 1:
-            raise ValueError(
-                f"model.crnn_ctc.conv_filters: {len(crnn.conv_filters)} blocks each halve the "
-                f"height, too many for input height {height}"
-            )
 
 
 _FIELD_MESSAGE = re.compile(r"^(?P<field>[a-z0-9_.]+): (?P<message>.*)$", re.DOTALL)

@@ -82,12 +82,12 @@ def project_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
-def default_store(root: Path) -> tuple[str, str]:
-    """(tracking URI, artifact location) of the project's own store, absolute:
-    MLflow caches a relative SQLite URI, which breaks after a chdir."""
+def default_store(root: Path) -> str:
+    """The tracking URI of the project's own store, absolute: MLflow caches a
+    relative SQLite URI, which breaks after a chdir."""
     store = root / DEFAULT_STORE
     store.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{store / 'mlflow.db'}", (store / "artifacts").as_uri()
+    return f"sqlite:///{store / 'mlflow.db'}"
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -105,9 +105,11 @@ def resolve_tracking(params: MLflowParams, root: Path | None = None) -> tuple[st
     SQLite store keeps its artifacts beside its database: left to MLflow, they
     would go wherever the process that created the experiment was started.
     """
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or params.tracking_uri
-    if not uri:
-        return default_store(root or project_root())
+    uri = (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or params.tracking_uri
+        or default_store(root or project_root())
+    )
     database = sqlite_file(uri)
     return uri, (database.parent / "artifacts").as_uri() if database else None
 
@@ -289,9 +291,6 @@ class Journal:
         """path: a file in the journal's folder."""
         relative = Path(path).relative_to(self.folder).as_posix()
         self._call({"op": "artifact", "path": relative, "artifact_path": artifact_path})
-
-    def end(self, status: str) -> None:
-        self._call({"op": "end", "status": status})
 
     def _call(self, op: dict[str, Any]) -> None:
         if self.run_id is None:

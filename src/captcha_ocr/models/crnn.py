@@ -14,31 +14,9 @@ from captcha_ocr.data import InputSpec
 from captcha_ocr.params import CRNNParams
 
 
-def time_steps(spec: InputSpec, params: CRNNParams) -> int:
-    return params.time_steps(spec.width)
-
-
-def check_fits(spec: InputSpec, params: CRNNParams) -> None:
-    """Refuse a shape CTC cannot train: a repeated character needs a blank between
-    its copies, so L characters need up to 2L + 1 time steps."""
-    needed = 2 * spec.max_length + 1
-    steps = time_steps(spec, params)
-    if steps < needed:
-        raise ValueError(
-            f"model.crnn_ctc.pool_widths: {list(params.pool_widths)} leaves {steps} time steps "
-            f"for input width {spec.width}, but labels of {spec.max_length} characters need "
-            f"at least {needed}; pool less along the width or widen the input"
-        )
-    if spec.height >> (len(params.conv_filters) + bool(params.stem_filters)) < 1:
-        raise ValueError(
-            f"model.crnn_ctc.conv_filters: {len(params.conv_filters)} blocks each halve the "
-            f"height, too many for input height {spec.height}"
-        )
-
-
 def build_crnn(spec: InputSpec, params: CRNNParams, num_classes: int) -> keras.Model:
     """num_classes counts the blank: len(charset) + 1."""
-    check_fits(spec, params)
+    params.check_fits(spec.width, spec.height, spec.max_length)
     inputs = keras.Input(shape=spec.shape, name="image")
     x = inputs
     if params.stem_filters:
