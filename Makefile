@@ -10,7 +10,8 @@ SERVE_PORT ?= 5002
 SERVE_MODEL ?= models:/captcha-ocr@champion
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast lint format ui serve plots compare read lock clean
+.PHONY: help venv repro test test-fast lint format ui serve plots compare read lock clean system-tools \
+	stack-up stack-env stack-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,11 +30,17 @@ repro: venv  ## run the pipeline (dvc repro) on params.yaml, then print where to
 	$(RUN) $(BIN)/dvc repro
 	@$(RUN) $(BIN)/python -m captcha_ocr.summary
 
-test: venv  ## run the whole test suite
+test: venv system-tools  ## run the whole test suite
 	$(RUN) $(BIN)/pytest
 
 test-fast: venv  ## the tests not marked integration: the edit loop (make test before a commit)
 	$(RUN) $(BIN)/pytest -m "not integration"
+
+# The two-host tests make network namespaces with iproute2's `ip`: installed as root
+# where it is missing (a bare Debian image); elsewhere those tests say they need it.
+system-tools:
+	@command -v ip >/dev/null || test "$$(id -u)" != 0 || \
+		{ apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
 
 lint: venv  ## ruff: lint and format check
 	$(BIN)/ruff check .
@@ -62,6 +69,16 @@ compare: venv  ## the MLflow runs of the experiment, best first (ARGS="--markdow
 read: venv  ## read captcha images with the trained model (IMAGES="a.png folder/")
 	@test -n "$(IMAGES)" || { echo 'usage: make read IMAGES="captcha.png folder/"'; exit 2; }
 	@$(RUN) $(BIN)/python -m captcha_ocr.read $(IMAGES) $(ARGS)
+
+stack-up: venv  ## start a team stack on 127.0.0.1 (PostgreSQL, S3, mlflow server) in .stack/
+	@$(RUN) $(BIN)/python -m captcha_ocr.stack up --dir .stack >/dev/null
+	@echo 'point this shell at it: eval "$$(make -s stack-env)"'
+
+stack-env: venv  ## print the exports that point the pipeline and DVC at the stack
+	@$(RUN) $(BIN)/python -m captcha_ocr.stack env --dir .stack
+
+stack-down: venv  ## stop the stack (its data stays in .stack/)
+	@$(RUN) $(BIN)/python -m captcha_ocr.stack down --dir .stack
 
 lock: venv  ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \

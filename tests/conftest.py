@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,19 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# What a clone holds that the pipeline needs; outputs and the store are not copied.
+PROJECT_FILES = [
+    "dvc.yaml",
+    ".dvcignore",
+    ".gitignore",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    "mlruns/.gitignore",
+    "captchas",
+    "stages",
+    "src",
+]
 
 # TensorFlow's C++ start-up notices drown test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,6 +62,53 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 def write_params(path: Path, overrides: dict[str, Any] | None = None) -> Path:
     path.write_text(yaml.safe_dump(merge(tiny_params(), overrides or {}), sort_keys=False))
     return path
+
+
+def run(
+    command: list[str], cwd: Path, env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run a command that must succeed; its output is the failure message if not."""
+    done = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def new_project(root: Path, overrides: dict[str, Any] | None = None) -> dict[str, str]:
+    """A fresh git repository at root holding the project with tiny params, one commit;
+    returns the environment its commands run in (this copy's code, no inherited store)."""
+    for name in PROJECT_FILES:
+        source, target = REPO_ROOT / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(
+                source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
+        else:
+            shutil.copy2(source, target)
+    write_params(root / "params.yaml", overrides)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "PYTHONPATH")
+    }
+    # The stages run this copy's code, as they would in a clone.
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env['PATH']}",
+        PYTHONPATH=str(root / "src"),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CI="1",
+    )
+    for command in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "config", "user.email", "test@example.com"],
+        ["git", "config", "user.name", "test"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "project"],
+    ):
+        run(command, root, env)
+    return env
 
 
 @pytest.fixture

@@ -4,10 +4,6 @@ on tiny params, with the MLflow store it fills."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,65 +12,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from captcha_ocr import paths, tracking
-from tests.conftest import REPO_ROOT, write_params
+from tests.conftest import BIN, new_project, run, write_params
 
 pytestmark = pytest.mark.integration
-
-BIN = Path(sys.executable).parent
-# What a clone holds that the pipeline needs; outputs and the store are not copied.
-PROJECT_FILES = [
-    "dvc.yaml",
-    ".dvcignore",
-    ".gitignore",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    "mlruns/.gitignore",
-    "captchas",
-    "stages",
-    "src",
-]
-
-
-def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
-    return done
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A fresh git repository holding the project, with tiny params, after `dvc repro`."""
     root = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source, target = REPO_ROOT / name, root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(
-                source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-            )
-        else:
-            shutil.copy2(source, target)
-    write_params(root / "params.yaml")
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "PYTHONPATH")
-    }
-    # The stages run this copy's code, as they would in a clone.
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env['PATH']}",
-        PYTHONPATH=str(root / "src"),
-        TF_CPP_MIN_LOG_LEVEL="2",
-        CI="1",
-    )
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "test@example.com"],
-        ["git", "config", "user.name", "test"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-q", "-m", "project"],
-    ):
-        run(command, root, env)
+    env = new_project(root)
     started = time.perf_counter()
     first = run([str(BIN / "dvc"), "repro"], root, env)
     print(f"dvc repro on tiny params: {time.perf_counter() - started:.1f} s")

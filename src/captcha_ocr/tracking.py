@@ -9,8 +9,10 @@ out-of-memory killer) cannot end its run: every run is tagged with its host and
 process, and the next stage that opens the experiment on that host ends the runs
 whose process is gone as KILLED.
 
-Several processes may share one store (`dvc queue start -j 2`, two checkouts):
-creating a SQLite store and moving the `champion` alias happen under a file lock.
+Several processes may share one store (`dvc queue start -j 2`, two checkouts, a
+team's server): creating a SQLite store and moving the `champion` alias happen
+under a file lock on one host; across hosts the alias converges (see
+_converge_champion).
 
 A tracking server that stops answering mid-run does not cost the stage its
 outputs: the calls go through a Journal, which keeps what the server missed in a
@@ -133,20 +135,46 @@ def store_lock(uri: str) -> Iterator[None]:
 
 
 def check_reachable(uri: str) -> None:
-    """One quick request to a tracking server, so that a wrong or down server is a
-    one-line error at once, not minutes of retries and a traceback."""
+    """Quick requests to a tracking server, so that a wrong or down server, or missing
+    or wrong credentials, are a one-line error at once, not minutes of retries and a
+    traceback."""
     if not uri.startswith(("http://", "https://")):
         return
     import requests
 
+    base = uri.rstrip("/")
     try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=REACHABLE_TIMEOUT_S)
+        requests.get(f"{base}/health", timeout=REACHABLE_TIMEOUT_S)
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        answer = requests.get(
+            f"{base}/api/2.0/mlflow/experiments/search",
+            params={"max_results": 1},
+            auth=(user, password or "") if user else None,
+            timeout=REACHABLE_TIMEOUT_S,
+        )
     except requests.RequestException as error:
         reason = type(error).__name__
         raise TrackingUnavailable(
             f"cannot reach the tracking server {uri} ({reason}); start it, or point "
             "MLFLOW_TRACKING_URI (or mlflow.tracking_uri) at one that answers"
         ) from None
+    if answer.status_code == 401:
+        if not user:
+            problem = "MLFLOW_TRACKING_USERNAME is not set"
+        elif not password:
+            problem = "MLFLOW_TRACKING_PASSWORD is not set"
+        else:
+            problem = f"it refused user {user!r}: check MLFLOW_TRACKING_PASSWORD"
+        raise TrackingUnavailable(
+            f"the tracking server {uri} asks for an account and {problem}; set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to one of its accounts"
+        )
+    if answer.status_code == 403:
+        raise TrackingUnavailable(
+            f"the tracking server {uri} does not let user {user!r} read experiments "
+            "(403); ask its admin for READ or EDIT permission"
+        )
 
 
 def configure(params: MLflowParams, pending_dir: Path | None = None) -> str:
@@ -162,19 +190,30 @@ def configure(params: MLflowParams, pending_dir: Path | None = None) -> str:
     mlflow.set_tracking_uri(uri)
     try:
         with store_lock(uri):
-            experiment = mlflow.get_experiment_by_name(params.experiment_name)
-            if experiment is None:
-                experiment_id = mlflow.create_experiment(
-                    params.experiment_name, artifact_location=artifact_location
-                )
-            else:
-                experiment_id = experiment.experiment_id
+            experiment_id = _experiment_id(params.experiment_name, artifact_location)
         if pending_dir is not None:
             log_pending(pending_dir)
         end_orphaned_runs(experiment_id)
     except mlflow.exceptions.MlflowException as error:
         raise TrackingUnavailable(f"tracking store {uri}: {_first_line(error)}") from None
     return experiment_id
+
+
+def _experiment_id(name: str, artifact_location: str | None) -> str:
+    """The experiment's id, creating it if needed. Two hosts may create it at once:
+    the lock above is per host, so the loser of that race finds the winner's."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return mlflow.create_experiment(name, artifact_location=artifact_location)
+    except mlflow.exceptions.MlflowException as error:
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            raise error from None
+        return experiment.experiment_id
 
 
 def _first_line(error: Exception) -> str:
@@ -506,8 +545,8 @@ CHAMPION_METRIC = "test_sequence_accuracy"
 
 
 def register_champion(model_uri: str, registered_name: str, accuracy: float) -> dict[str, Any]:
-    """Register a logged model (once per run) and move the `champion` alias to it only
-    when its test accuracy beats the current champion's; return what happened."""
+    """Register a logged model (once per run) and keep the `champion` alias on the
+    version with the best test accuracy; return what happened."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -524,34 +563,58 @@ def _register_champion(
     # One version per run: evaluating a run again (same settings) registers nothing new.
     existing = client.search_model_versions(f"name = '{registered_name}' and run_id = '{run_id}'")
     version = existing[0] if existing else mlflow.register_model(model_uri, registered_name)
-    client.set_model_version_tag(registered_name, version.version, CHAMPION_METRIC, str(accuracy))
-
-    try:
-        champion = client.get_model_version_by_alias(registered_name, CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        champion = None
-    champion_accuracy = (
-        float((champion.tags or {}).get(CHAMPION_METRIC, "-inf")) if champion else None
-    )
-    promoted = champion is None or (
-        int(champion.version) != int(version.version) and accuracy > champion_accuracy
-    )
-    if promoted:
-        client.set_registered_model_alias(registered_name, CHAMPION, version.version)
-    outcome = {
-        "version": int(version.version),
-        "champion": int(version.version) if promoted else int(champion.version),
-        "promoted": promoted,
-        "previous_champion_accuracy": champion_accuracy,
-    }
+    version_number = int(version.version)
+    client.set_model_version_tag(registered_name, version_number, CHAMPION_METRIC, str(accuracy))
+    before, after = _converge_champion(client, registered_name)
+    promoted = after == version_number and before != version_number
     if promoted:
         verdict = "it is the champion now"
     else:
-        verdict = (
-            f"version {champion.version} stays champion ({champion_accuracy:.4f} >= {accuracy:.4f})"
-        )
-    print(f"evaluate: registered {registered_name} version {version.version}; {verdict}")
-    return outcome
+        best = _version_accuracies(client, registered_name).get(after, float("nan"))
+        verdict = f"version {after} stays champion ({best:.4f} >= {accuracy:.4f})"
+    print(f"evaluate: registered {registered_name} version {version_number}; {verdict}")
+    return {"version": version_number, "champion": after, "promoted": promoted}
+
+
+def _version_accuracies(client: Any, registered_name: str) -> dict[int, float]:
+    """Test accuracy of each version that has one (a version being registered right
+    now has none yet: its evaluation converges the alias after tagging it)."""
+    accuracies = {}
+    for version in client.search_model_versions(f"name = '{registered_name}'"):
+        value = (version.tags or {}).get(CHAMPION_METRIC)
+        if value is not None:
+            accuracies[int(version.version)] = float(value)
+    return accuracies
+
+
+def _current_champion(client: Any, registered_name: str) -> int | None:
+    import mlflow
+
+    try:
+        return int(client.get_model_version_by_alias(registered_name, CHAMPION).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def _converge_champion(client: Any, registered_name: str) -> tuple[int | None, int]:
+    """Point the alias at the best version and check it stayed there; (before, after).
+
+    The store has no compare-and-set, and evaluations on other hosts are outside any
+    file lock here, so each evaluation reads, sets and reads again until a read shows
+    the alias on the best version. Whichever evaluation writes last reads after its
+    write, so the alias ends on the best version every evaluation has tagged. Ties
+    keep the current champion (a rerun does not move it), else the oldest version.
+    """
+    before = _current_champion(client, registered_name)
+    for _ in range(10):
+        accuracies = _version_accuracies(client, registered_name)
+        champion = _current_champion(client, registered_name)
+        top = max(accuracies.values())
+        if champion in accuracies and accuracies[champion] >= top:
+            return before, champion
+        best = min(number for number, value in accuracies.items() if value == top)
+        client.set_registered_model_alias(registered_name, CHAMPION, best)
+    raise RuntimeError(f"the {CHAMPION} alias of {registered_name} kept moving under this host")
 
 
 def write_run_reference(path: Path, run: Any, tracking_uri: str) -> None:
