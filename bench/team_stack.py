@@ -161,6 +161,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="pull: copy the repro's dvc.lock here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-team-", dir="/tmp"))
+    work.chmod(0o755)  # PostgreSQL's own user (under root) must pass through it
     stack = Stack.create(work / "stack")
     try:
         stack.start()

@@ -197,6 +197,12 @@ class Stack:
             password_file.write_text(self.config.postgres_password, encoding="utf-8")
             if user is not None:  # the unprivileged server must read and own these
                 os.chmod(self.folder, 0o755)
+                closed = [p for p in self.folder.parents if not os.stat(p).st_mode & 0o001]
+                if closed:
+                    raise StackError(
+                        f"postgres: runs as {user}, who cannot enter {closed[0]}: put the "
+                        "stack's folder where every user may pass (chmod o+x), e.g. under /tmp"
+                    )
                 owner = pwd.getpwnam(user)
                 for path in (data, password_file):
                     os.chown(path, owner.pw_uid, owner.pw_gid)
@@ -309,7 +315,10 @@ class Stack:
             f"database_uri = {config.database_uri('mlflow_auth')}\n"
             "admin_username = admin\n"
             f"admin_password = {config.admin_password}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # A password check is a deliberately slow hash (~0.4 s of CPU): without the
+            # cache, every request pays it and logging crawls (bench/README.md).
+            "auth_cache_ttl_seconds = 300\n",
             encoding="utf-8",
         )
         environment = {
