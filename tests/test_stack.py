@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
@@ -68,13 +67,7 @@ def team_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def object_keys(stack: Stack, prefix: str) -> list[str]:
-    client = boto3.client(
-        "s3",
-        endpoint_url=stack.config.s3_endpoint,
-        aws_access_key_id=stack.config.s3_access_key,
-        aws_secret_access_key=stack.config.s3_secret_key,
-        region_name="us-east-1",
-    )
+    client = stack.s3_client()
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 

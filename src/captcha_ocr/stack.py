@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DIR = Path(".stack")
 BUCKET = "captcha-ocr"
@@ -283,21 +284,25 @@ class Stack:
             "-admin.ui=false",
             "-webdav=false",
         ]
-        self._spawn("s3", command, {}, lambda: self._bucket_ready())
+        self._spawn("s3", command, {}, self._bucket_ready)
 
-    def _bucket_ready(self) -> bool:
+    def s3_client(self) -> Any:
+        """A boto3 client of the object store, with the stack's keys."""
         import boto3
-        import botocore.exceptions
 
-        client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.config.s3_endpoint,
             aws_access_key_id=self.config.s3_access_key,
             aws_secret_access_key=self.config.s3_secret_key,
             region_name="us-east-1",
         )
+
+    def _bucket_ready(self) -> bool:
+        import botocore.exceptions
+
         try:
-            client.head_bucket(Bucket=BUCKET)
+            self.s3_client().head_bucket(Bucket=BUCKET)
             return True
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
             return False
