@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,21 @@ def new_project(root: Path, overrides: dict[str, Any] | None = None) -> dict[str
     ):
         run(command, root, env)
     return env
+
+
+@pytest.fixture(autouse=True)
+def mlflow_tracking_uri_restored() -> Iterator[None]:
+    """A stage run in-process calls mlflow.set_tracking_uri, which sets a process-wide
+    URI that wins over MLFLOW_TRACKING_URI (and sets that variable too): left in place,
+    a later test's MlflowClient() would read the earlier test's store. Put both back."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)  # back to the environment; unsets the variable
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 @pytest.fixture

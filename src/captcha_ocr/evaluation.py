@@ -238,12 +238,19 @@ def log_evaluation(
 
 
 def _find_run(run_id: str) -> Any | None:
+    """Train's run, or None where this store has never seen it. A store that fails to
+    answer is an error, not a new run: the evaluation would leave train's run."""
     import mlflow
 
     try:
         return mlflow.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        return None
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise tracking.TrackingUnavailable(
+            f"tracking store {mlflow.get_tracking_uri()}: cannot look up train run "
+            f"{run_id}: {tracking.first_line(error)}"
+        ) from None
 
 
 def _params_agree(logged: dict[str, str], wanted: dict[str, Any]) -> bool:

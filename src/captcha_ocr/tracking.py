@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -195,7 +196,7 @@ def configure(params: MLflowParams, pending_dir: Path | None = None) -> str:
             log_pending(pending_dir)
         end_orphaned_runs(experiment_id)
     except mlflow.exceptions.MlflowException as error:
-        raise TrackingUnavailable(f"tracking store {uri}: {_first_line(error)}") from None
+        raise TrackingUnavailable(f"tracking store {uri}: {first_line(error)}") from None
     return experiment_id
 
 
@@ -216,7 +217,7 @@ def _experiment_id(name: str, artifact_location: str | None) -> str:
         return experiment.experiment_id
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
     text = str(getattr(error, "message", None) or error).strip()
     first = text.splitlines()[0] if text else type(error).__name__
     if "401" in text or "nauthorized" in text:
@@ -326,6 +327,9 @@ class Journal:
     def log_dict(self, data: Any, name: str) -> None:
         self._call({"op": "dict", "data": data, "name": name})
 
+    def log_dataset(self, info: Any, tfrecord_dir: Path, context: str) -> None:
+        self._call(dataset_call(info, tfrecord_dir, context))
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """path: a file in the journal's folder."""
         relative = Path(path).relative_to(self.folder).as_posix()
@@ -347,7 +351,7 @@ class Journal:
         if not self.pending:
             print(
                 f"{self.stage}: warning: the tracking server stopped answering "
-                f"({_first_line(error)}); the stage goes on and writes its outputs, and "
+                f"({first_line(error)}); the stage goes on and writes its outputs, and "
                 f"keeps what MLflow missed in {PENDING_FILE}, which the next stage logs",
                 file=sys.stderr,
             )
@@ -380,6 +384,8 @@ def apply_call(op: dict[str, Any], run_id: str, folder: Path) -> None:
         client.log_dict(run_id, op["data"], op["name"])
     elif kind == "artifact":
         client.log_artifact(run_id, str(folder / op["path"]), op["artifact_path"])
+    elif kind == "dataset":
+        _log_dataset(client, run_id, op)
     elif kind == "end":
         client.set_terminated(run_id, op["status"])
     else:
@@ -515,9 +521,9 @@ def finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def log_dataset(info: Any, tfrecord_dir: Path, context: str) -> None:
-    """The data as an MLflow dataset input: name, content hash, where it lies, counts."""
-    import mlflow
+def dataset_call(info: Any, tfrecord_dir: Path, context: str) -> dict[str, Any]:
+    """The data as an MLflow dataset input (name, content hash, where it lies, counts),
+    as a call that a Journal makes or keeps."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
@@ -537,7 +543,38 @@ def log_dataset(info: Any, tfrecord_dir: Path, context: str) -> None:
         digest=info.content_hash()[:16],
     )
     counts = {f"n_{split}": str(count) for split, count in info.counts.items()}
-    mlflow.log_input(dataset, context=context, tags={**counts, "charset": info.charset})
+    return {
+        "op": "dataset",
+        "dataset": dataset.to_dict(),  # name, digest, source and its type
+        "context": context,
+        "tags": {**counts, "charset": info.charset},
+    }
+
+
+def _log_dataset(client: Any, run_id: str, op: dict[str, Any]) -> None:
+    """Log a dataset input. MLflow's store looks the dataset up, then inserts it: two
+    runs logging the same new dataset at once (two hosts starting together) can both
+    insert, and the later one fails on the table's key. By then the row exists, so the
+    call is made once more, and finds it."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    tags = [InputTag(key, value) for key, value in op["tags"].items()]
+    tags.append(InputTag(MLFLOW_DATASET_CONTEXT, op["context"]))
+    inputs = [DatasetInput(Dataset(**op["dataset"]), tags)]
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except MlflowException:
+        time.sleep(0.5)
+        client.log_inputs(run_id, datasets=inputs)
+
+
+def log_dataset(info: Any, tfrecord_dir: Path, context: str) -> None:
+    """Log the data into the active run (for a stage without a Journal)."""
+    import mlflow
+
+    apply_call(dataset_call(info, tfrecord_dir, context), mlflow.active_run().info.run_id, Path())
 
 
 CHAMPION = "champion"

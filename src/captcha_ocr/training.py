@@ -403,7 +403,7 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
         # the training's outputs (tracking.Journal).
         journal = tracking.Journal("train", work_dir)
         with tracking.run_context(experiment_id, run_name=run_name, journal=journal) as run:
-            tracking.log_dataset(info, tfrecord_dir, context="training")
+            journal.log_dataset(info, tfrecord_dir, context="training")
             journal.set_tags(
                 {
                     **tracking.run_tags(info.content_hash(), params.model.arch),
