@@ -7,8 +7,11 @@ params.yaml (`train.learning_rate: Input should be greater than 0`).
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -432,6 +435,60 @@ class AugmentParams(Section):
     noise: float = Field(0.0, ge=0.0, le=0.5, description="Gaussian pixel noise, std on [0, 1]")
 
 
+# train.distribute: multi_worker reads its cluster where TensorFlow does.
+TF_CONFIG = "TF_CONFIG"
+
+
+@dataclass(frozen=True)
+class Role:
+    """This process's place in a TF_CONFIG cluster."""
+
+    index: int  # the process's number: the chief task first, then the workers
+    workers: int  # processes that train: the chief and the workers
+
+    @property
+    def is_chief(self) -> bool:
+        return self.index == 0
+
+
+def cluster_role(text: str | None) -> Role:
+    """Parse TF_CONFIG; ValueError says, in words, what is wrong with it."""
+    if not text:
+        raise ValueError(f"{TF_CONFIG} is not set")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{TF_CONFIG} is not JSON ({error.msg})") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise ValueError(f'{TF_CONFIG} has no "cluster" and "task" objects')
+    members: dict[str, list[str]] = {}
+    for kind in ("chief", "worker"):
+        addresses = cluster.get(kind, [])
+        if not isinstance(addresses, list) or not all(
+            isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses
+        ):
+            raise ValueError(f'{TF_CONFIG}\'s cluster "{kind}" is not a list of "host:port"')
+        members[kind] = addresses
+    if len(members["chief"]) > 1:
+        raise ValueError(f"{TF_CONFIG}'s cluster has more than one chief")
+    workers = len(members["chief"]) + len(members["worker"])
+    if workers < 2:
+        raise ValueError(f"{TF_CONFIG}'s cluster names {workers} process; it takes 2 or more")
+    task_type, index = task.get("type"), task.get("index", 0)
+    if task_type not in ("chief", "worker"):
+        raise ValueError(f'{TF_CONFIG}\'s task "type" is neither "chief" nor "worker"')
+    if not isinstance(index, int) or not 0 <= index < len(members[task_type]):
+        raise ValueError(
+            f'{TF_CONFIG}\'s task "index" {index!r} is not one of its '
+            f"{len(members[task_type])} {task_type} addresses"
+        )
+    if task_type == "worker" and members["chief"]:
+        index += 1
+    return Role(index, workers)
+
+
 class TrainParams(Section):
     seed: int = Field(1234, ge=0, le=MAX_SEED)
     deterministic: bool = Field(
@@ -464,9 +521,26 @@ class TrainParams(Section):
     early_stopping: EarlyStoppingParams = EarlyStoppingParams()
     reduce_lr: ReduceLROnPlateauParams = ReduceLROnPlateauParams()
     checkpoint: CheckpointParams = CheckpointParams()
+    distribute: Literal["none", "mirrored", "multi_worker"] = Field(
+        "none",
+        description="none: one device; mirrored: one host's GPUs (or cpu_replicas logical CPU "
+        "devices); multi_worker: the hosts TF_CONFIG names (captcha_ocr.distribute)",
+    )
+    cpu_replicas: int = Field(
+        2, ge=1, le=64, description="mirrored on a host without a GPU: logical CPU devices"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:
+        if self.distribute == "multi_worker":
+            # Refused here, before any work, rather than by TensorFlow minutes later.
+            try:
+                cluster_role(os.environ.get("TF_CONFIG"))
+            except ValueError as error:
+                raise ValueError(
+                    f"distribute: multi_worker takes the cluster from the TF_CONFIG "
+                    f"environment variable, and {error}"
+                ) from None
         if self.warmup_epochs and self.lr_schedule != "cosine":
             raise ValueError("warmup_epochs: only the cosine schedule warms up")
         if self.warmup_epochs >= self.epochs:

@@ -25,6 +25,10 @@ class Predictions:
 
 
 def predict_logits(model: keras.Model, images: tf.Tensor | np.ndarray) -> np.ndarray:
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        # A model trained under tf.distribute (train.distribute): Keras's predict_on_batch
+        # would run the whole batch on every replica and return the copies, concatenated.
+        return np.asarray(model(images, training=False))
     # predict_on_batch reuses one compiled predict function across calls,
     # unlike an eager model(images) or a fresh model.predict per batch.
     return np.asarray(model.predict_on_batch(images))

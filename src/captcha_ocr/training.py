@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from captcha_ocr import plots, tracking
+from captcha_ocr import distribute, plots, tracking
 from captcha_ocr.atomic import atomic_dir, atomic_file, write_json
 from captcha_ocr.augmentation import augmenter
 from captcha_ocr.callbacks import (
@@ -238,12 +238,14 @@ def fit(
     spec: InputSpec,
     checkpoints: Checkpoints,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    placement: distribute.Placement | None = None,
 ) -> FitResult:
     """Fit with every callback; the result's model is the best epoch's.
 
     checkpoints must be prepared (Checkpoints.prepare); when it holds finished
     epochs, training resumes after them. extra_callbacks run last, when the
-    epoch's logs are complete (MLflow logging).
+    epoch's logs are complete (MLflow logging). With a placement, the model must
+    have been built in its strategy's scope.
     """
     charset = info.charset_map()
     passes = passes_per_epoch(info.counts["train"], params)
@@ -269,6 +271,9 @@ def fit(
         shuffle=False,
         cache=params.cache,
     )
+    if placement is not None and placement.kind == "multi_worker":
+        train_batches = distribute.shard_by_data(train_batches)
+        val_batches = distribute.shard_by_data(val_batches)
     val_inference = inference_dataset(tfrecord_dir, info, "val", spec, batch_size=256)
     callbacks = make_callbacks(
         params,
@@ -289,7 +294,8 @@ def fit(
         resume = [ResumeState(earlier, monitored)]
         print(f"train: resuming after epoch {len(earlier)} from {checkpoints.folder}")
         skip_epochs(train_batches, len(earlier))
-    compile_model(model, params)
+    with (placement.strategy if placement else tf.distribute.get_strategy()).scope():
+        compile_model(model, params)
     started = time.perf_counter()
     model.fit(
         train_batches,
@@ -381,20 +387,30 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
     """The train stage: fit, then write the model, metrics and history, all logged to MLflow."""
     import mlflow
 
+    # First: logical devices and the multi-worker runtime must exist before any op runs.
+    placement = distribute.placement(params.train)
     tfrecord_dir = Path(tfrecord_dir)
     info = read_data_info(tfrecord_dir, verify=True)  # once, before a step is trained
     spec = input_spec(info, params.model)
     make_reproducible(params.train)
-    model = build_model(
-        params.model, spec, num_symbols=len(info.charset), min_length=info.min_length
-    )
+    with placement.strategy.scope():
+        model = build_model(
+            params.model, spec, num_symbols=len(info.charset), min_length=info.min_length
+        )
+    if placement.replicas > 1:
+        distribute.synchronize_batch_norm(model)
 
-    passes_line = describe_passes(info.counts["train"], params.train)
-    if passes_line:
-        print(passes_line)
+    for line in (
+        placement.describe(params.train.batch_size),
+        describe_passes(info.counts["train"], params.train),
+    ):
+        if line:
+            print(line)
     warning = too_few_steps(info.counts["train"], params.train)
     if warning:
         print(warning, file=sys.stderr)
+    if not placement.is_chief:
+        return _train_as_worker(params, tfrecord_dir, info, spec, model, outputs, placement)
     experiment_id = tracking.configure(params.mlflow)
     run_name = tracking.run_name(params.model.arch)
     with atomic_dir(outputs.model_dir) as work_dir:
@@ -419,6 +435,8 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
                     "model.parameters": model.count_params(),
                     "train.passes_per_epoch": passes_per_epoch(info.counts["train"], params.train),
                     "train.steps_per_epoch": steps_per_epoch(info.counts["train"], params.train),
+                    "train.replicas": placement.replicas,
+                    "train.workers": placement.role.workers,
                 }
             )
 
@@ -440,6 +458,7 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
                 spec,
                 checkpoints,
                 [MlflowEpochLogger(journal)],
+                placement,
             )
             shutil.copy2(checkpoints.best_model, work_dir / MODEL_FILE)
             shutil.copy2(checkpoints.csv_log, work_dir / CSV_LOG)
@@ -460,6 +479,33 @@ def train(params: Params, tfrecord_dir: Path | str, outputs: TrainOutputs) -> di
         journal.write()  # what the server missed, the run's status included
     checkpoints.clear()  # finished: nothing left to resume
     _print_summary(metrics, result.callbacks)
+    return metrics
+
+
+def _train_as_worker(
+    params: Params,
+    tfrecord_dir: Path,
+    info: DataInfo,
+    spec: InputSpec,
+    model: keras.Model,
+    outputs: TrainOutputs,
+    placement: distribute.Placement,
+) -> dict[str, Any]:
+    """A multi-worker process other than the chief: it trains its share of every step
+    and keeps what resuming needs in its own checkpoint folder, and writes nothing
+    else: the model, metrics, history and MLflow run are the chief's."""
+    checkpoints = Checkpoints(
+        outputs.checkpoints, fingerprint(params.model, params.train, info.content_hash())
+    )
+    checkpoints.prepare(params.train.resume, run_id=f"worker-{placement.role.index}")
+    result = fit(model, params.train, tfrecord_dir, info, spec, checkpoints, None, placement)
+    checkpoints.clear()
+    metrics = train_metrics(result, info)
+    print(
+        f"train: worker {placement.role.index} of {placement.role.workers} done: "
+        f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.0f} s, best epoch's "
+        f"weights {distribute.weights_digest(result.model)}; the chief wrote the outputs"
+    )
     return metrics
 
 
