@@ -121,22 +121,29 @@ def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
-def pull_versus_repro(stack: Stack, work: Path, keep: Path | None) -> dict[str, Any]:
+def run_output(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True).stdout
+
+
+def pull_versus_repro(stack: Stack, work: Path, keep: Path | None, jobs: int) -> dict[str, Any]:
     env = {**os.environ, **stack.config.client_env(), "PATH": f"{BIN}:{os.environ['PATH']}"}
     env.pop("PYTHONPATH", None)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     builder, clone = work / "builder", work / "clone"
     run(["git", "clone", "-q", str(ROOT), str(builder)], work, env)
     repro_s = run([str(BIN / "dvc"), "repro"], builder, {**env, "PYTHONPATH": str(builder / "src")})
-    if keep is not None:
-        shutil.copy2(builder / "dvc.lock", keep)
+    if keep is not None:  # what git tracks of the repro: dvc.lock, metrics, small plots
+        tracked = run_output(["git", "ls-files", "dvc.lock", "metrics", "plots"], builder, env)
+        for name in tracked.split():
+            (keep / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(builder / name, keep / name)
     cache_mb = folder_mb(builder / ".dvc" / "cache")
-    push_s = run([str(BIN / "dvc"), "push"], builder, env)
+    push_s = run([str(BIN / "dvc"), "push", "--jobs", str(jobs)], builder, env)
     # The clone must see the outputs the builder pushed: its dvc.lock, through git.
     run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit",
          "-q", "-am", "bench: the repro's dvc.lock"], builder, env)  # fmt: skip
     run(["git", "clone", "-q", str(builder), str(clone)], work, env)
-    pull_s = run([str(BIN / "dvc"), "pull"], clone, env)
+    pull_s = run([str(BIN / "dvc"), "pull", "--jobs", str(jobs)], clone, env)
     status = subprocess.run(
         [str(BIN / "dvc"), "status"], cwd=clone, env=env, capture_output=True, text=True
     )
@@ -148,6 +155,7 @@ def pull_versus_repro(stack: Stack, work: Path, keep: Path | None) -> dict[str, 
         "cache_mb": round(cache_mb, 1),
         "push_mb_per_s": round(cache_mb / push_s, 1),
         "pull_mb_per_s": round(cache_mb / pull_s, 1),
+        "dvc_jobs": jobs,
         "status_after_pull": status.stdout.strip().splitlines()[-1] if status.stdout else "",
     }
 
@@ -158,7 +166,10 @@ def main() -> int:
     parser.add_argument("--name", required=True, help="the entry's name in the results file")
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--runs", type=int, default=10, help="runs per writer")
-    parser.add_argument("--keep", type=Path, help="pull: copy the repro's dvc.lock here")
+    parser.add_argument(
+        "--keep", type=Path, help="pull: copy the repro's dvc.lock, metrics and plots here"
+    )
+    parser.add_argument("--jobs", type=int, default=32, help="pull: dvc push/pull --jobs")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-team-", dir="/tmp"))
     work.chmod(0o755)  # PostgreSQL's own user (under root) must pass through it
@@ -177,7 +188,7 @@ def main() -> int:
                 "one 2 kB artifact",
             }
         else:
-            entry = pull_versus_repro(stack, work, args.keep)
+            entry = pull_versus_repro(stack, work, args.keep, args.jobs)
     finally:
         stack.stop()
         shutil.rmtree(work, ignore_errors=True)
