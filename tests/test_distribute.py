@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -200,3 +202,25 @@ def test_keras_multi_worker_fit_still_needs_the_workaround(tmp_path):
     outputs = [process.communicate(timeout=300)[0] for process in processes]
     assert all("fit worked" not in output for output in outputs), "Keras fixed keras#20585"
     assert any("PerReplica" in output for output in outputs), outputs[0][-3000:]
+
+
+@pytest.mark.integration
+def test_mirrored_training_resumes_after_an_interruption(tiny_dataset, tmp_path):
+    root = tmp_path / "host"
+    mirrored = {"distribute": "mirrored", "epochs": 4}
+    metadata = root / ".checkpoints" / "train" / "backup" / "training_metadata.json"
+    # Given a mirrored train stage stopped by SIGTERM once it has finished an epoch
+    training = train_in(tiny_dataset, root, mirrored)
+    deadline = time.monotonic() + 120
+    while not metadata.exists() and training.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metadata.exists(), training.communicate()[0]
+    training.send_signal(signal.SIGTERM)
+    output = training.communicate(timeout=60)[0]
+    assert training.returncode != 0, output
+    done = json.loads(metadata.read_text())["epoch"]
+    # When it runs again, it resumes after the finished epochs, under the same strategy
+    output = finished(train_in(tiny_dataset, root, mirrored))
+    assert f"resuming after epoch {done}" in output, output
+    history = pd.read_csv(root / "plots" / "train" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
