@@ -117,9 +117,8 @@ LOSS_TOLERANCE = 0.01
 @pytest.mark.integration
 def test_mirrored_over_two_cpu_devices_trains_as_one_device(tiny_dataset, tmp_path):
     one = train_in(tiny_dataset, tmp_path / "one", {"distribute": "none"})
-    one_output = finished(one)
     two = train_in(tiny_dataset, tmp_path / "two", {"distribute": "mirrored", "cpu_replicas": 2})
-    two_output = finished(two)
+    one_output, two_output = finished(one), finished(two)  # side by side: one a core
     assert "mirrored over 2 replicas, one process; the global batch of 32 is 16" in two_output
     assert "mirrored" not in one_output
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=LOSS_TOLERANCE)
