@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -9,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -67,17 +71,61 @@ def only_run(client: MlflowClient):
     return runs[0]
 
 
-def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow, capsys):
-    root = isolated_mlflow
-    args = stage_args(tiny_dataset, root)
+@dataclass
+class Pipeline:
+    """One tiny train + evaluate, shared by the tests that read what it left."""
 
-    # When train runs
-    assert train.main(args["train"]) == 0
-    # Then it warns that a few steps are too few to learn anything, naming the knob
-    warning = capsys.readouterr().err
-    assert "optimizer steps in all" in warning and "Raise train.epochs" in warning, warning
-    # Then it wrote the model, its run reference, metrics and the history
-    reference = json.loads((root / "models" / paths.RUN_FILE).read_text())
+    root: Path
+    warning: str  # what train printed on stderr
+    reference: dict[str, str]  # models/mlflow_run.json
+    train_status: str  # the run's status between the two stages
+    train_stage_tag: str
+    client: MlflowClient
+
+    @property
+    def scores(self) -> dict:
+        return json.loads((self.root / "metrics" / "evaluate.json").read_text())
+
+    @property
+    def evaluated(self) -> pd.DataFrame:
+        path = self.root / "plots" / "evaluate" / "predictions.csv"
+        return pd.read_csv(path, keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_dataset, tmp_path_factory) -> Iterator[Pipeline]:
+    root = tmp_path_factory.mktemp("pipeline")
+    args = stage_args(tiny_dataset, root)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+            patch.delenv(name, raising=False)
+        patch.chdir(root)
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            assert train.main(args["train"]) == 0
+        reference = json.loads((root / "models" / paths.RUN_FILE).read_text())
+        client = store_client(root)
+        trained = client.get_run(reference["run_id"])
+        assert evaluate.main(args["evaluate"]) == 0
+        # The store as the reader tests load from it, by alias
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+        yield Pipeline(
+            root,
+            stderr.getvalue(),
+            reference,
+            trained.info.status,
+            trained.data.tags[tracking.TAG_PIPELINE_STAGE],
+            client,
+        )
+
+
+def test_train_warns_that_a_few_steps_are_too_few_naming_the_knob(pipeline):
+    assert "optimizer steps in all" in pipeline.warning, pipeline.warning
+    assert "Raise train.epochs" in pipeline.warning, pipeline.warning
+
+
+def test_train_writes_its_model_run_reference_metrics_and_history_and_ends_its_run(pipeline):
+    root = pipeline.root
     assert (root / "models" / "model.keras").is_file()
     history = pd.read_csv(root / "plots" / "train" / "history.csv")
     assert history["epoch"].tolist() == [1, 2]
@@ -85,97 +133,92 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow,
     trained = json.loads((root / "metrics" / "train.json").read_text())
     assert trained["epochs_run"] == 2 and trained["best_epoch"] in (1, 2)
     assert trained["callbacks"]["early_stopping"]["stopped_early"] is False
+    # train ends its run; evaluate reopens it
+    assert (pipeline.train_status, pipeline.train_stage_tag) == ("FINISHED", "train")
 
-    client = store_client(root)
-    run = client.get_run(reference["run_id"])
-    assert run.info.status == "FINISHED"  # train ends its run; evaluate reopens it
-    assert run.data.tags[tracking.TAG_PIPELINE_STAGE] == "train"
 
-    # When evaluate runs
-    assert evaluate.main(args["evaluate"]) == 0
-    # Then it wrote the metrics DVC reads
-    scores = json.loads((root / "metrics" / "evaluate.json").read_text())
-    assert {"sequence_accuracy", "character_accuracy", "character_error_rate", "n_test"} <= set(
-        scores
-    )
+def test_evaluate_writes_the_metrics_dvc_reads_and_its_tables(pipeline):
+    scores = pipeline.scores
+    expected = {"sequence_accuracy", "character_accuracy", "character_error_rate", "n_test"}
+    assert expected <= set(scores)
     assert scores["n_test"] == 48
-    predictions = pd.read_csv(root / "plots" / "evaluate" / "predictions.csv")
-    assert scores["sequence_accuracy"] == pytest.approx(predictions["correct"].mean(), abs=0)
+    assert scores["sequence_accuracy"] == pytest.approx(pipeline.evaluated["correct"].mean(), abs=0)
     assert len(scores["char_errors"]) == 36
-    for name in (
-        "char_errors.csv",
-        "confusions.csv",
-        "misreads.csv",
-        "predictions.csv",
-        "char_errors.png",
-    ):
-        assert (root / "plots" / "evaluate" / name).is_file(), name
+    for name in ("char_errors.csv", "confusions.csv", "misreads.csv", "predictions.csv",
+                 "char_errors.png"):  # fmt: skip
+        assert (pipeline.root / "plots" / "evaluate" / name).is_file(), name
 
-    # and the store holds one finished run with everything in it
+
+def test_one_finished_run_holds_params_tags_and_per_epoch_metrics(pipeline):
+    client = pipeline.client
     run = only_run(client)
-    assert run.info.run_id == reference["run_id"]
+    assert run.info.run_id == pipeline.reference["run_id"]
     assert run.info.status == "FINISHED"
-    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    params, tags = run.data.params, run.data.tags
     assert params["train.learning_rate"] == "0.002"
     assert params["model.crnn_ctc.conv_filters"] == "[8, 16]"
     assert params["train.early_stopping.patience"] == "3"
     assert params["evaluate.decoder"] == "greedy"
     assert params["data_info.n_train"] == "160"
+    assert (params["train.replicas"], params["train.workers"]) == ("1", "1")
     assert tags[tracking.TAG_DATA_HASH] and tags[tracking.TAG_MODEL_FAMILY] == "crnn_ctc"
     assert tags[tracking.TAG_PIPELINE_STAGE] == "evaluate"
-    # per-epoch metrics, the learning rate among them
     for key in ("loss", "val_loss", "learning_rate", "val_sequence_accuracy"):
         steps = [point.step for point in client.get_metric_history(run.info.run_id, key)]
         assert steps == [1, 2], key
-    # test figures and per-character error counts
+
+
+def test_the_run_holds_test_figures_callbacks_tables_and_plots(pipeline):
+    client, scores = pipeline.client, pipeline.scores
+    run = only_run(client)
+    metrics = run.data.metrics
     assert metrics["test/sequence_accuracy"] == scores["sequence_accuracy"]
     assert metrics["errors/A"] == scores["char_errors"]["A"]
-    assert sum(value for key, value in metrics.items() if key.startswith("errors/")) == sum(
-        scores["char_errors"].values()
-    )
+    errors = sum(value for key, value in metrics.items() if key.startswith("errors/"))
+    assert errors == sum(scores["char_errors"].values())
     assert metrics["test/position_1_accuracy"] == scores["position_accuracy"]["1"]
     assert "test/mean_confidence_wrong" in metrics and "test/case_confusions" in metrics
-    # what the callbacks did
+    trained = json.loads((pipeline.root / "metrics" / "train.json").read_text())
     assert metrics["callbacks/checkpoint_best_epoch"] == trained["best_epoch"]
     assert "callbacks/lr_reductions" in metrics and "callbacks/stopped_epoch" in metrics
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
     assert {"callbacks.json", "training_log.csv", "plots", "evaluate"} <= artifacts
     evaluate_artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "evaluate")}
-    for table in (
-        "char_errors",
-        "confusions",
-        "confusion_matrix",
-        "per_position",
-        "per_length",
-        "predictions",
-    ):
+    for table in ("char_errors", "confusions", "confusion_matrix", "per_position", "per_length",
+                  "predictions"):  # fmt: skip
         assert f"evaluate/{table}.csv" in evaluate_artifacts, table
     images = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
     assert images == {
         f"plots/{name}.png"
         for name in ("training_curves", "char_errors", "confusion_heatmap", "mistakes")
     }
-    # the data, as an MLflow dataset input with its content hash and counts
+    callbacks_json = client.download_artifacts(
+        run.info.run_id, "callbacks.json", str(pipeline.root)
+    )
+    assert json.loads(Path(callbacks_json).read_text())["checkpoint"]["monitor"] == "val_loss"
+
+
+def test_the_run_holds_the_data_as_a_dataset_input(pipeline, tiny_dataset):
+    run = only_run(pipeline.client)
     inputs = run.inputs.dataset_inputs
     contexts = {
         tag.value for entry in inputs for tag in entry.tags if tag.key == "mlflow.data.context"
     }
     assert contexts == {"training"}
-    info = json.loads((tiny_dataset["tfrecords"] / "data_info.json").read_text())
     # named for every length the data holds: the default train split draws 3 to 6
     assert inputs[0].dataset.name == "captchas-generated-36sym-3to6ch-96x32"
     assert any(tag.key == "n_train" and tag.value == "160" for tag in inputs[0].tags)
-    assert tags[tracking.TAG_DATA_HASH].startswith(inputs[0].dataset.digest)
+    assert run.data.tags[tracking.TAG_DATA_HASH].startswith(inputs[0].dataset.digest)
+    info = json.loads((tiny_dataset["tfrecords"] / "data_info.json").read_text())
     assert info["splits"]["train"]["sha256"]
-    # the model is registered, and being the first, it is the champion
+
+
+def test_the_reader_is_logged_with_its_signature_and_registered_as_champion(pipeline):
+    client = pipeline.client
+    run = only_run(client)
     champion = client.get_model_version_by_alias("captcha-ocr", "champion")
-    assert champion.run_id == run.info.run_id
-    assert float(champion.tags["test_sequence_accuracy"]) == scores["sequence_accuracy"]
-    callbacks = json.loads(
-        Path(client.download_artifacts(run.info.run_id, "callbacks.json", str(root))).read_text()
-    )
-    assert callbacks["checkpoint"]["monitor"] == "val_loss"
-    # and the model, logged into this run as a reader: image bytes in, text out
+    assert champion.run_id == run.info.run_id  # the first version is the champion
+    assert float(champion.tags["test_sequence_accuracy"]) == pipeline.scores["sequence_accuracy"]
     models = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run.info.run_id}'",
@@ -188,13 +231,14 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow,
     assert defaults == {"decoder": "greedy", "beam_width": 10, "tta_shifts": 2}
     model_files = os.listdir(mlflow.artifacts.download_artifacts(models[0].model_uri))
     assert {"input_example.json", "MLmodel", "code", "artifacts"} <= set(model_files)
-    # The registered champion, loaded by its alias, reads the test images' stored
-    # bytes as evaluate read them
+
+
+def test_the_champion_reads_the_test_images_bytes_as_evaluate_read_them(pipeline, tiny_dataset):
     reader = mlflow.pyfunc.load_model("models:/captcha-ocr@champion")
     info = read_data_info(tiny_dataset["tfrecords"])
     ids, images = zip(*stored_images(tiny_dataset["tfrecords"], info, "test"), strict=True)
     read = reader.predict(pd.DataFrame({"image": list(images)}))
-    evaluated = pd.read_csv(root / "plots" / "evaluate" / "predictions.csv", keep_default_na=False)
+    evaluated = pipeline.evaluated
     assert list(ids) == evaluated["id"].tolist()
     assert read["text"].tolist() == evaluated["predicted"].tolist()
     assert read["confidence"].to_numpy() == pytest.approx(evaluated["confidence"], rel=1e-3, abs=0)
@@ -205,8 +249,12 @@ def test_train_then_evaluate_log_one_finished_run(tiny_dataset, isolated_mlflow,
     # one read when asked
     once = reader.predict(pd.DataFrame({"image": list(images[:3])}), params={"tta_shifts": 0})
     assert len(once) == 3 and once["error"].tolist() == ["", "", ""]
-    # and it loads where captcha_ocr is not installed: it carries the package's code
-    (root / "one.png").write_bytes(images[0])
+
+
+def test_the_champion_loads_where_captcha_ocr_is_not_installed(pipeline, tiny_dataset):
+    info = read_data_info(tiny_dataset["tfrecords"])
+    _, image = next(stored_images(tiny_dataset["tfrecords"], info, "test"))
+    (pipeline.root / "one.png").write_bytes(image)
     script = f"""
 import importlib.util, sys
 sys.path = [path for path in sys.path if path != {str(REPO_ROOT / "src")!r}]
@@ -216,12 +264,12 @@ reader = mlflow.pyfunc.load_model("models:/captcha-ocr@champion")
 read = reader.predict(pd.DataFrame({{"image": [open("one.png", "rb").read()]}}))
 print("text:", repr(read["text"][0]))
 """
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"}
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True
-    )
+        [sys.executable, "-c", script], cwd=pipeline.root, env=dict(os.environ),
+        capture_output=True, text=True,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.splitlines()[-1] == f"text: {evaluated['predicted'][0]!r}"
+    assert done.stdout.splitlines()[-1] == f"text: {pipeline.evaluated['predicted'][0]!r}"
 
 
 def test_changed_evaluate_params_get_their_own_linked_run(tiny_dataset, isolated_mlflow):
