@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import pandas as pd
 import yaml
 
 from bench.results_json import record
+from captcha_ocr.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "distribute.json"
@@ -64,19 +64,9 @@ def make_data(folder: Path, args: argparse.Namespace) -> Path:
     return folder / "tfrecords"
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for item in sockets:
-        item.bind(("127.0.0.1", 0))
-    ports = [item.getsockname()[1] for item in sockets]
-    for item in sockets:
-        item.close()
-    return ports
-
-
 def train(folder: Path, data: Path, args: argparse.Namespace, mode: str) -> dict[str, Any]:
     processes = args.workers if mode == "multi_worker" else 1
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(processes)]
+    addresses = [f"127.0.0.1:{port}" for port in (free_port("127.0.0.1") for _ in range(processes))]
     started = time.perf_counter()
     running = []
     for index in range(processes):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,20 @@ def run(
     )
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
     return done
+
+
+def stop_after_first_epoch(training: subprocess.Popen, checkpoints: Path) -> int:
+    """SIGTERM a train stage once its backup holds a finished epoch; that epoch count.
+    The stage must have failed (stopped), whatever it printed."""
+    metadata = checkpoints / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 120
+    while not metadata.exists() and training.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metadata.exists(), training.communicate()[0]
+    training.send_signal(signal.SIGTERM)
+    output = training.communicate(timeout=60)[0]
+    assert training.returncode != 0, output
+    return json.loads(metadata.read_text())["epoch"]
 
 
 def new_project(root: Path, overrides: dict[str, Any] | None = None) -> dict[str, str]:

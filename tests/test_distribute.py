@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,8 +15,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from captcha_ocr.params import cluster_role
+from captcha_ocr.stack import free_port
 from stages import train
-from tests.conftest import REPO_ROOT, write_params
+from tests.conftest import REPO_ROOT, stop_after_first_epoch, write_params
 from tests.test_mlflow_server import TRAIN
 from tests.test_train_evaluate import replace_params, stage_args
 
@@ -125,19 +123,9 @@ def test_mirrored_over_two_cpu_devices_trains_as_one_device(tiny_dataset, tmp_pa
     assert (tmp_path / "two" / "models" / "model.keras").is_file()
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for item in sockets:
-        item.bind(("127.0.0.1", 0))
-    ports = [item.getsockname()[1] for item in sockets]
-    for item in sockets:
-        item.close()
-    return ports
-
-
 @pytest.mark.integration
 def test_two_workers_train_as_one_and_only_the_chief_writes(tiny_dataset, tmp_path):
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    workers = [f"127.0.0.1:{port}" for port in (free_port("127.0.0.1") for _ in range(2))]
     hosts = [tmp_path / "worker-0", tmp_path / "worker-1"]
     trainings = [
         train_in(
@@ -187,7 +175,7 @@ print("fit worked")
 def test_keras_multi_worker_fit_still_needs_the_workaround(tmp_path):
     """Plain Keras `fit` under MultiWorkerMirroredStrategy fails (keras#20585). When this
     test fails, Keras fixed it: drop distribute.keras_multi_worker_fixes."""
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    workers = [f"127.0.0.1:{port}" for port in (free_port("127.0.0.1") for _ in range(2))]
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     processes = []
     for index in range(2):
@@ -207,17 +195,9 @@ def test_keras_multi_worker_fit_still_needs_the_workaround(tmp_path):
 def test_mirrored_training_resumes_after_an_interruption(tiny_dataset, tmp_path):
     root = tmp_path / "host"
     mirrored = {"distribute": "mirrored", "epochs": 4}
-    metadata = root / ".checkpoints" / "train" / "backup" / "training_metadata.json"
     # Given a mirrored train stage stopped by SIGTERM once it has finished an epoch
     training = train_in(tiny_dataset, root, mirrored)
-    deadline = time.monotonic() + 120
-    while not metadata.exists() and training.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert metadata.exists(), training.communicate()[0]
-    training.send_signal(signal.SIGTERM)
-    output = training.communicate(timeout=60)[0]
-    assert training.returncode != 0, output
-    done = json.loads(metadata.read_text())["epoch"]
+    done = stop_after_first_epoch(training, root / ".checkpoints" / "train")
     # When it runs again, it resumes after the finished epochs, under the same strategy
     output = finished(train_in(tiny_dataset, root, mirrored))
     assert f"resuming after epoch {done}" in output, output

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from captcha_ocr.models import build_model
 from captcha_ocr.params import MLflowParams, parse_params
 from captcha_ocr.training import TrainingDiverged, fit
 from stages import evaluate, train
-from tests.conftest import REPO_ROOT, tiny_params, write_params
+from tests.conftest import REPO_ROOT, stop_after_first_epoch, tiny_params, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -458,7 +457,6 @@ def test_interrupted_training_resumes_from_its_last_epoch(
     )
     args = stage_args(tiny_dataset, root)["train"]
     args[args.index("--params") + 1] = str(params)
-    metadata = root / ".checkpoints" / "train" / "backup" / "training_metadata.json"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     # Given a train stage stopped by SIGTERM once it has finished an epoch
     process = subprocess.Popen(
@@ -469,20 +467,13 @@ def test_interrupted_training_resumes_from_its_last_epoch(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not metadata.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert metadata.exists(), process.communicate()[0]
-    process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=60)[0]
-    assert process.returncode != 0, output
-    done = json.loads(metadata.read_text())["epoch"]
-    assert 1 <= done < 6, output
+    done = stop_after_first_epoch(process, root / ".checkpoints" / "train")
+    assert 1 <= done < 6
     assert not (root / "models").exists()  # no half-written output
     client = store_client(root)
     experiment = client.get_experiment_by_name("captcha-ocr").experiment_id
     (killed,) = client.search_runs([experiment])
-    assert killed.info.status == "KILLED", output
+    assert killed.info.status == "KILLED"
 
     # When the stage runs again
     assert train.main(args) == 0
