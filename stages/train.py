@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from captcha_ocr.params import load_params_or_exit
+from captcha_ocr.params import cluster_problem, load_params_or_exit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", type=Path, default=Path("plots/train/history.csv"))
     args = parser.parse_args(argv)
     params = load_params_or_exit(args.params)  # before TensorFlow's import: a bad key fails fast
+    problem = cluster_problem(params.train)
+    if problem:
+        raise SystemExit(f"train: error: {problem}")
 
     from captcha_ocr.dataset_info import DataCorrupted
     from captcha_ocr.tracking import TrackingUnavailable

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from captcha_ocr.params import cluster_role
+from captcha_ocr.params import cluster_role, load_params
 from captcha_ocr.stack import free_port
 from stages import train
 from tests.conftest import REPO_ROOT, stop_after_first_epoch, write_params
@@ -60,9 +60,15 @@ def test_multi_worker_without_tf_config_is_refused_before_any_work(
     with pytest.raises(SystemExit) as stopped:
         train.main(args)
     error = str(stopped.value.code)
-    assert "train.distribute: multi_worker" in error and "TF_CONFIG is not set" in error, error
-    assert "\n" not in error.split(":\n", 1)[1], error
+    assert error.startswith("train: error: train.distribute: multi_worker"), error
+    assert "TF_CONFIG is not set" in error and "\n" not in error, error
     assert not (isolated_mlflow / "models").exists()
+
+
+def test_other_stages_and_tools_read_multi_worker_params_without_tf_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    params = write_params(tmp_path / "params.yaml", {"train": {"distribute": "multi_worker"}})
+    assert load_params(params).train.distribute == "multi_worker"
 
 
 def start_training(root: Path, args: list[str], env_extra: dict[str, str]) -> subprocess.Popen:

@@ -532,15 +532,6 @@ class TrainParams(Section):
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:
-        if self.distribute == "multi_worker":
-            # Refused here, before any work, rather than by TensorFlow minutes later.
-            try:
-                cluster_role(os.environ.get("TF_CONFIG"))
-            except ValueError as error:
-                raise ValueError(
-                    f"distribute: multi_worker takes the cluster from the TF_CONFIG "
-                    f"environment variable, and {error}"
-                ) from None
         if self.warmup_epochs and self.lr_schedule != "cosine":
             raise ValueError("warmup_epochs: only the cosine schedule warms up")
         if self.warmup_epochs >= self.epochs:
@@ -551,6 +542,23 @@ class TrainParams(Section):
                 f"reduce_lr.min_lr: must be below learning_rate ({self.learning_rate})"
             )
         return self
+
+
+def cluster_problem(train: TrainParams) -> str | None:
+    """What stops train.distribute: multi_worker in this environment, as the train
+    stage reports it before any work (not TensorFlow, minutes later); None if nothing.
+    Only training needs the cluster: other stages and tools read the same params.yaml
+    without TF_CONFIG."""
+    if train.distribute != "multi_worker":
+        return None
+    try:
+        cluster_role(os.environ.get(TF_CONFIG))
+    except ValueError as error:
+        return (
+            "train.distribute: multi_worker takes the cluster from the TF_CONFIG "
+            f"environment variable, and {error}"
+        )
+    return None
 
 
 class EvaluateParams(Section):
