@@ -3,7 +3,7 @@
 - `none`: the default strategy, one device.
 - `mirrored`: MirroredStrategy over one host's GPUs; on a host without one, over
   train.cpu_replicas logical CPU devices (how the tests run it: it proves the
-  mechanics, and buys no speed, since the devices share the same cores).
+  mechanics, and buys little speed, since the devices share the same cores).
 - `multi_worker`: MultiWorkerMirroredStrategy over the hosts TF_CONFIG names, one
   process each, as TensorFlow expects. Worker 0 (or the `chief` task, if the
   cluster names one) is the chief.
